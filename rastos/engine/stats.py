@@ -1,0 +1,130 @@
+"""Counters and histograms an engine keeps as it steps, in plain data.
+
+The engine records here and nothing else; ``rastos.engine.metrics`` turns the numbers into
+vLLM's or SGLang's Prometheus names at scrape time. A histogram is a bucket array so that one
+engine step can record, say, 300 equal inter-token gaps with one call instead of 300 (the
+per-token ``observe`` of prometheus_client was the hot spot at high concurrency).
+Bucket bounds are vLLM 0.33's (``vllm/v1/metrics/buckets.py``).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ITERATION_TOKENS_BUCKETS",
+    "ITL_BUCKETS",
+    "REQUEST_LATENCY_BUCKETS",
+    "TTFT_BUCKETS",
+    "EngineStats",
+    "Histogram",
+    "token_buckets",
+]
+
+TTFT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
+    2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+)  # fmt: skip
+ITL_BUCKETS = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0,
+    2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+)  # fmt: skip
+REQUEST_LATENCY_BUCKETS = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
+    60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
+)  # fmt: skip
+ITERATION_TOKENS_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+
+
+def token_buckets(max_model_len: int) -> tuple[int, ...]:
+    """vLLM's 1-2-5 series up to ``max_model_len`` for per-request token-count histograms."""
+    out: list[int] = []
+    mantissa = (1, 2, 5)
+    exp = 1
+    while True:
+        for m in mantissa:
+            v = m * exp
+            if v > max_model_len:
+                return tuple(out)
+            out.append(v)
+        exp *= 10
+
+
+class Histogram:
+    """Cumulative-on-read bucket counts with an ``observe(value, n)`` for batches."""
+
+    __slots__ = ("bounds", "count", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(float(b) for b in bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # last slot is +Inf
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float, n: int = 1) -> None:
+        self.counts[bisect_left(self.bounds, value)] += n
+        self.sum += value * n
+        self.count += n
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """``(le, cumulative count)`` pairs, ending with ``+Inf``."""
+        out = []
+        acc = 0
+        for b, c in zip(self.bounds, self.counts, strict=False):
+            acc += c
+            out.append((_fmt_le(b), acc))
+        out.append(("+Inf", acc + self.counts[-1]))
+        return out
+
+    def quantile(self, q: float) -> float:
+        """Upper bucket bound holding quantile ``q`` (coarse; for summaries, not for tests)."""
+        if self.count == 0:
+            return 0.0
+        target = q * self.count
+        acc = 0
+        for b, c in zip(self.bounds, self.counts, strict=False):
+            acc += c
+            if acc >= target:
+                return b
+        return float("inf")
+
+
+def _fmt_le(b: float) -> str:
+    # prometheus_client formats bucket bounds with repr of float ("0.001", "1.0", "16384.0").
+    return repr(float(b))
+
+
+@dataclass
+class EngineStats:
+    """Everything an engine counts; read by the metrics exporter and the benchmarks."""
+
+    max_model_len: int
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    prefix_cache_queries: int = 0
+    prefix_cache_hits: int = 0
+    num_preemptions: int = 0
+    request_success: dict[str, int] = field(default_factory=lambda: {"stop": 0, "length": 0, "abort": 0, "error": 0})
+    steps: int = 0
+    ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
+    itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS))
+    tpot: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS))
+    e2e: Histogram = field(default_factory=lambda: Histogram(REQUEST_LATENCY_BUCKETS))
+    queue_time: Histogram = field(default_factory=lambda: Histogram(REQUEST_LATENCY_BUCKETS))
+    prefill_time: Histogram = field(default_factory=lambda: Histogram(REQUEST_LATENCY_BUCKETS))
+    decode_time: Histogram = field(default_factory=lambda: Histogram(REQUEST_LATENCY_BUCKETS))
+    inference_time: Histogram = field(default_factory=lambda: Histogram(REQUEST_LATENCY_BUCKETS))
+    iteration_tokens: Histogram = field(default_factory=lambda: Histogram(ITERATION_TOKENS_BUCKETS))
+    request_prompt_tokens: Histogram = field(init=False)
+    request_generation_tokens: Histogram = field(init=False)
+    request_num_preemptions: Histogram = field(default_factory=lambda: Histogram((0, 1, 2, 5, 10, 20, 50)))
+
+    def __post_init__(self) -> None:
+        self.request_prompt_tokens = Histogram(token_buckets(self.max_model_len))
+        self.request_generation_tokens = Histogram(token_buckets(self.max_model_len))
+
+    @property
+    def prefix_hit_rate(self) -> float:
+        return self.prefix_cache_hits / self.prefix_cache_queries if self.prefix_cache_queries else 0.0

@@ -1,0 +1,1 @@
+"""Load generation against OpenAI-compatible servers (sim engines, the gateway, real vLLM)."""
