@@ -1,15 +1,20 @@
 """Steps the engine model on the wall clock (scaled), inside an asyncio loop.
 
-The engine's clock is virtual seconds since start: ``(perf_counter() - t0) / time_scale``.
-A step is scheduled at the current engine time and its results are applied when the wall
-clock reaches its end (a timer, re-armed if it fires early); the next step is then scheduled
-at once, so the loop is busy while requests are in flight and idle (no timer) otherwise.
+Two clocks: the wall clock mapped to engine seconds, ``W = (perf_counter() - t0) / scale``,
+and the engine's own virtual clock. While the engine is busy, steps follow each other in
+virtual time exactly (step k+1 starts at the end of step k) and each step's results are
+applied when the wall clock reaches that end (a timer, armed on an absolute schedule, so
+lateness never accumulates); a request arriving meanwhile is stamped with the virtual time of
+the step in flight, ``clamp(W, step.start, step.end)``. When idle, virtual time is ``W``.
+So reported latencies are exactly the model's, even when the driver cannot keep up with a
+small ``time_scale`` (the run then just takes longer in wall time; ``drift_s`` says by how much).
+
 Results (and the step's KV events) are handed to ``on_step`` synchronously right after the
 next step has been scheduled: the HTTP layer writes stream chunks while the next step "runs
 on the GPU", as vLLM's output processing overlaps the forward pass.
 
-Step lag (how late a step starts compared with the end of the previous one, in wall seconds)
-is recorded for the scale benchmark: it is the simulator's own overhead and must stay small.
+Step lag (how late a step starts on the wall clock compared with its scheduled start) is
+recorded for the scale benchmark: it is the simulator's own overhead and must stay small.
 """
 
 from __future__ import annotations
@@ -51,14 +56,28 @@ class RealtimeDriver:
         self._t0 = clock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._plan: StepPlan | None = None
+        self._last_end = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self.lag_samples: deque[float] = deque(maxlen=200_000)
         self.steps = 0
         self.busy_wall = 0.0
 
     def now(self) -> float:
-        """Engine (virtual) time in seconds."""
+        """Wall-clock time in engine seconds."""
         return (self._clock() - self._t0) / self.time_scale
+
+    def engine_time(self) -> float:
+        """The engine's virtual time: inside the step in flight, or the wall clock if idle."""
+        w = self.now()
+        plan = self._plan
+        if plan is None:
+            return w if w > self._last_end else self._last_end
+        return plan.start if w < plan.start else plan.end if w > plan.end else w
+
+    @property
+    def drift_s(self) -> float:
+        """How far (engine seconds) virtual time has fallen behind the scaled wall clock."""
+        return max(0.0, self.now() - self.engine_time())
 
     def _wall_delay(self, t: float) -> float:
         return self._t0 + t * self.time_scale - self._clock()
@@ -72,26 +91,26 @@ class RealtimeDriver:
     # ------------------------------------------------------------------ requests
     def submit(self, req: EngineRequest) -> None:
         """Hand a request to the engine now (raises ValueError if it can never run)."""
-        req.arrival_time = self.now()
+        req.arrival_time = self.engine_time()
         self.engine.add_request(req)
         if self._plan is None:
             self._start(req.arrival_time, None)
 
     def abort(self, req: EngineRequest) -> None:
-        self.engine.abort_request(req, self.now())
+        self.engine.abort_request(req, self.engine_time())
 
     # ------------------------------------------------------------------ stepping
-    def _start(self, now: float, scheduled: float | None) -> None:
+    def _start(self, start: float, previous_end: float | None) -> None:
         c0 = self._clock()
-        plan = self.engine.schedule(now)
+        plan = self.engine.schedule(start)
         if plan is None:
             self._plan = None
             return
         if self.slowdown != 1.0:
             plan.duration *= self.slowdown
         self._plan = plan
-        if scheduled is not None:  # back to back with the previous step
-            self.lag_samples.append(max(0.0, (now - scheduled) * self.time_scale))
+        if previous_end is not None:  # back to back with the previous step
+            self.lag_samples.append(max(0.0, -self._wall_delay(previous_end)))
         self.busy_wall += self._clock() - c0
         self._timer = self.loop.call_later(max(0.0, self._wall_delay(plan.end) - _EARLY), self._finish)
 
@@ -105,12 +124,13 @@ class RealtimeDriver:
             return
         c0 = self._clock()
         out = self.engine.finish_step(plan, plan.end)
+        self._last_end = plan.end
         events = self.engine.take_kv_events()
         self.steps += 1
         self.busy_wall += self._clock() - c0
         # The next step goes to the "GPU" before outputs are handled, as vLLM's engine core
         # schedules on while its API server streams the previous step's tokens.
-        self._start(max(self.now(), plan.end), plan.end)
+        self._start(plan.end, plan.end)
         if self.on_step is not None:
             self.on_step(plan, out, events)
 

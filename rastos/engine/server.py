@@ -482,7 +482,8 @@ class SimEngineServer:
     async def stats(self, request: web.Request) -> web.Response:
         st = self.engine.stats
         return _json({
-            "engine_time_s": self.driver.now(),
+            "engine_time_s": self.driver.engine_time(),
+            "drift_s": self.driver.drift_s,
             "steps": self.driver.steps,
             "step_lag": self.driver.lag_percentiles(),
             "busy_wall_s": self.driver.busy_wall,

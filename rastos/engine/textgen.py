@@ -56,16 +56,33 @@ class TextSource:
         self.eos_at = eos_at
         self._count = 0
 
-    def _sentence(self) -> str:
+    def _sentence_pretokens(self) -> list[str]:
+        """One sentence as pre-tokens: words with their leading space, then punctuation."""
         rng = self._rng
-        words = self._words
-        n = rng.randint(6, 18)
-        picked = [words[rng.randrange(len(words))] for _ in range(n)]
-        if n > 9 and rng.random() < 0.5:
-            picked[rng.randrange(3, n - 3)] += ","
-        s = " ".join(picked)
-        s = s[0].upper() + s[1:] + "."
-        return s if not self.texts and self._pos == 0 and not self._buf else " " + s
+        picked = rng.choices(self._words, k=rng.randint(6, 18))
+        n = len(picked)
+        first = picked[0]
+        lead = "" if not self.texts and self._pos == 0 and not self._buf else " "
+        out = [lead + first[0].upper() + first[1:]]
+        comma = rng.randrange(3, n - 3) if n > 9 and rng.random() < 0.5 else -1
+        for i in range(1, n):
+            out.append(" " + picked[i])
+            if i == comma:
+                out.append(",")
+        out.append(".")
+        return out
+
+    def _refill(self) -> None:
+        pretokens = self._sentence_pretokens()
+        fast = getattr(self._tok, "pretoken_pieces", None)
+        if fast is not None:  # the built-in tokenizer splits exactly at these boundaries
+            buf: list[tuple[int, str]] = []
+            for pt in pretokens:
+                buf.extend(fast(pt))
+            self._buf = buf
+        else:
+            self._buf = self._tok.pieces("".join(pretokens))
+        self._pos = 0
 
     def __call__(self) -> int:
         self._count += 1
@@ -73,8 +90,7 @@ class TextSource:
             self.texts.append("")
             return self._tok.eos_token_id
         if self._pos >= len(self._buf):
-            self._buf = self._tok.pieces(self._sentence())
-            self._pos = 0
+            self._refill()
         tid, text = self._buf[self._pos]
         self._pos += 1
         self.texts.append(text)

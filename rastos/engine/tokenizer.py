@@ -70,6 +70,10 @@ class BuiltinTokenizer:
         self._id_text: dict[int, str] = {v: k for k, v in self.special.items()}
         self._memo: dict[str, tuple[tuple[int, str], ...]] = {}
 
+    def pretoken_pieces(self, piece: str) -> tuple[tuple[int, str], ...]:
+        """Tokens of one pre-token (a word with its leading space, a punctuation run)."""
+        return self._piece_tokens(piece)
+
     def _piece_tokens(self, piece: str) -> tuple[tuple[int, str], ...]:
         toks = self._memo.get(piece)
         if toks is not None:

@@ -248,3 +248,15 @@ async def test_client_disconnect_aborts_the_engine_request():
         assert await asyncio.wait_for(job.done, 10) == "client disconnected"
         assert srv.engine.stats.request_success["abort"] == 1
         assert srv.engine.num_running == 0 and srv.engine.kv.usage == 0.0
+
+
+async def test_time_scale_reports_simulated_latencies():
+    async with running_server(time_scale=0.01) as srv:
+        client = sdk(srv)
+        r = await client.completions.create(model="sim-model", prompt="hello", max_tokens=100,
+                                            extra_body={"ignore_eos": True})  # fmt: skip
+        assert r.usage.completion_tokens == 100
+        await client.close()
+    e2e = srv.engine.stats.e2e
+    # 100 decode steps of ~7.8 ms at batch 1 in simulated time, however fast the wall clock ran
+    assert e2e.count == 1 and 0.7 <= e2e.sum <= 0.95, e2e.sum
