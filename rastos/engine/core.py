@@ -16,10 +16,8 @@ No waiting request is admitted in a step that preempted. LoRA adapters obey ``ma
 
 from __future__ import annotations
 
-import heapq
 import itertools
-from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from rastos.engine.hashing import BlockHasher
@@ -27,6 +25,7 @@ from rastos.engine.kv_cache import KVCacheManager, KVEvent
 from rastos.engine.profile import EngineProfile
 from rastos.engine.request import EngineRequest, RequestStatus
 from rastos.engine.stats import EngineStats
+from rastos.engine.waiting import WaitingQueue
 
 __all__ = ["EngineConfig", "EngineCore", "StepOutput", "StepPlan", "WaitingQueue"]
 
@@ -71,64 +70,6 @@ class StepOutput:
 
     new_token_reqs: list[EngineRequest] = field(default_factory=list)
     finished: list[EngineRequest] = field(default_factory=list)
-
-
-class WaitingQueue:
-    """FCFS deque or priority heap behind one interface (lazy deletion for aborts)."""
-
-    def __init__(self, policy: str) -> None:
-        self.policy = policy
-        self._dq: deque[EngineRequest] = deque()
-        self._heap: list[tuple[int, float, int, EngineRequest]] = []
-        self._n = 0
-        self._seq = itertools.count()
-
-    def __len__(self) -> int:
-        return self._n
-
-    def push(self, req: EngineRequest) -> None:
-        self._n += 1
-        if self.policy == "fcfs":
-            self._dq.append(req)
-        else:
-            heapq.heappush(self._heap, (req.priority, req.arrival_time, next(self._seq), req))
-
-    def prepend(self, req: EngineRequest) -> None:
-        """Put a preempted request back where it is served next."""
-        if self.policy == "fcfs":
-            self._n += 1
-            self._dq.appendleft(req)
-        else:
-            self.push(req)  # its (priority, arrival) already orders it
-
-    def _clean(self) -> None:
-        h = self._heap
-        while h and h[0][3].status is not RequestStatus.WAITING and h[0][3].status is not RequestStatus.PREEMPTED:
-            heapq.heappop(h)
-
-    def peek(self) -> EngineRequest:
-        if self.policy == "fcfs":
-            return self._dq[0]
-        self._clean()
-        return self._heap[0][3]
-
-    def pop(self) -> EngineRequest:
-        self._n -= 1
-        if self.policy == "fcfs":
-            return self._dq.popleft()
-        self._clean()
-        return heapq.heappop(self._heap)[3]
-
-    def remove(self, req: EngineRequest) -> None:
-        """Drop an aborted request (its status must already be FINISHED for the heap)."""
-        if self.policy == "fcfs":
-            self._dq.remove(req)
-        self._n -= 1
-
-    def __iter__(self) -> Iterator[EngineRequest]:
-        if self.policy == "fcfs":
-            return iter(self._dq)
-        return (e[3] for e in self._heap if e[3].status in (RequestStatus.WAITING, RequestStatus.PREEMPTED))
 
 
 class EngineCore:

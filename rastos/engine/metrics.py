@@ -27,6 +27,18 @@ from rastos.engine.stats import Histogram
 __all__ = ["CONTENT_TYPE_LATEST", "EngineMetrics"]
 
 
+def _gauge(name: str, doc: str, labels: list[str], values: list[str], value: float) -> GaugeMetricFamily:
+    g = GaugeMetricFamily(name, doc, labels=labels)
+    g.add_metric(values, value)
+    return g
+
+
+def _counter(name: str, doc: str, labels: list[str], values: list[str], value: float) -> CounterMetricFamily:
+    c = CounterMetricFamily(name, doc, labels=labels)
+    c.add_metric(values, value)
+    return c
+
+
 def _hist(name: str, doc: str, labels: list[str], values: list[str], h: Histogram) -> HistogramMetricFamily:
     m = HistogramMetricFamily(name, doc, labels=labels)
     m.add_metric(values, h.cumulative(), h.sum)
@@ -81,14 +93,10 @@ class EngineMetrics:
         V = [self.model_name, "0"]
 
         def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-            g = GaugeMetricFamily(name, doc, labels=L)
-            g.add_metric(V, value)
-            return g
+            return _gauge(name, doc, L, V, value)
 
         def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
-            c = CounterMetricFamily(name, doc, labels=L)
-            c.add_metric(V, value)
-            return c
+            return _counter(name, doc, L, V, value)
 
         waiting = eng.num_waiting
         deferred = eng.num_deferred
@@ -227,14 +235,10 @@ class EngineMetrics:
         V = [self.model_name]
 
         def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-            g = GaugeMetricFamily(name, doc, labels=L)
-            g.add_metric(V, value)
-            return g
+            return _gauge(name, doc, L, V, value)
 
         def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
-            c = CounterMetricFamily(name, doc, labels=L)
-            c.add_metric(V, value)
-            return c
+            return _counter(name, doc, L, V, value)
 
         used_tokens = eng.kv.num_used_blocks * p.block_size
         total_tokens = (p.num_gpu_blocks - 1) * p.block_size

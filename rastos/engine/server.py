@@ -1,9 +1,8 @@
 """``rastos sim-engine``: an HTTP server that answers like vLLM, backed by the engine model.
 
-Routes: ``POST /v1/chat/completions`` and ``/v1/completions`` (JSON or SSE), ``GET
-/v1/models``, ``/health``, ``/metrics``, ``/version``, ``POST /tokenize``, ``/detokenize``,
-``/reset_prefix_cache``, ``/v1/load_lora_adapter``, ``/v1/unload_lora_adapter``, and the
-simulator's own ``/admin/faults`` and ``/admin/stats``. Request handling is: validate,
+Generation routes live here: ``POST /v1/chat/completions`` and ``/v1/completions`` (JSON or
+SSE); the rest (models, health, metrics, tokenizer, LoRA, ``/admin``) is in
+:mod:`rastos.engine.management`. Request handling is: validate,
 render and tokenise, check lengths, apply faults, then hand the engine requests to the
 driver; results leave through :mod:`rastos.engine.jobs`. Every failure is an OpenAI-style
 JSON error; an unexpected exception is a 500, never a dead server.
@@ -21,27 +20,20 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
 
 from rastos.engine.chat import ChatTemplate, ChatTemplateError
 from rastos.engine.core import EngineCore, StepOutput, StepPlan
 from rastos.engine.driver import RealtimeDriver
 from rastos.engine.faults import FAULT_HEADER, FaultInjector
+from rastos.engine.http_util import json_response, parse_body
 from rastos.engine.jobs import Job
 from rastos.engine.kv_cache import KVEvent
 from rastos.engine.kv_events import KVEventPublisher
-from rastos.engine.metrics import CONTENT_TYPE_LATEST, EngineMetrics
+from rastos.engine.management import ManagementAPI
+from rastos.engine.metrics import EngineMetrics
 from rastos.engine.options import SimEngineOptions
-from rastos.engine.protocol import (
-    APIError,
-    ChatCompletionRequest,
-    CompletionRequest,
-    DetokenizeRequest,
-    TokenizeRequest,
-    validation_message,
-)
+from rastos.engine.protocol import APIError, ChatCompletionRequest, CompletionRequest
 from rastos.engine.request import EngineRequest
 from rastos.engine.textgen import TextSource, sample_eos_at
 from rastos.engine.tokenizer import load_tokenizer
@@ -49,25 +41,6 @@ from rastos.engine.tokenizer import load_tokenizer
 __all__ = ["SimEngineServer"]
 
 log = logging.getLogger(__name__)
-_JSON = "application/json"
-VLLM_VERSION = "0.33.0"
-
-
-def _json(body: bytes | dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    data = body if isinstance(body, bytes) else orjson.dumps(body)
-    return web.Response(body=data, status=status, content_type=_JSON, headers=headers)
-
-
-def _parse(model: type[BaseModel], raw: bytes) -> Any:
-    if not raw.strip():
-        raise APIError(400, "Request body is empty; expected a JSON object.")
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as exc:
-        msg, param = validation_message(exc)
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise APIError(400, f"Request body is not valid JSON: {msg}") from None
-        raise APIError(400, msg, param) from None
 
 
 class SimEngineServer:
@@ -110,20 +83,7 @@ class SimEngineServer:
         r = app.router
         r.add_post("/v1/chat/completions", self.chat_completions)
         r.add_post("/v1/completions", self.completions)
-        r.add_get("/v1/models", self.models)
-        r.add_get("/health", self.health)
-        r.add_get("/ping", self.health)
-        r.add_get("/version", self.version)
-        r.add_get("/metrics", self.metrics_handler)
-        r.add_post("/tokenize", self.tokenize)
-        r.add_post("/detokenize", self.detokenize)
-        r.add_post("/reset_prefix_cache", self.reset_prefix_cache)
-        r.add_post("/v1/load_lora_adapter", self.load_lora)
-        r.add_post("/v1/unload_lora_adapter", self.unload_lora)
-        r.add_get("/admin/faults", self.get_faults)
-        r.add_post("/admin/faults", self.set_faults)
-        r.add_get("/admin/stats", self.stats)
-        r.add_post("/admin/stats/reset", self.reset_stats)
+        ManagementAPI(self).register(r)
         return app
 
     async def start(self) -> None:
@@ -162,16 +122,16 @@ class SimEngineServer:
         try:
             return await handler(request)
         except APIError as exc:
-            return _json(exc.body(), exc.status)
+            return json_response(exc.body(), exc.status)
         except web.HTTPException as exc:
             if exc.status >= 400:
-                return _json({"detail": exc.reason}, exc.status)
+                return json_response({"detail": exc.reason}, exc.status)
             raise
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as exc:  # never let one request take the server down
             log.exception("unhandled error on %s", request.path)
-            return _json(APIError(500, f"Internal server error: {type(exc).__name__}: {exc}").body(), 500)
+            return json_response(APIError(500, f"Internal server error: {type(exc).__name__}: {exc}").body(), 500)
 
     @staticmethod
     async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
@@ -185,7 +145,7 @@ class SimEngineServer:
         if events and self.publisher is not None:
             self.publisher.publish(events, time.time())
 
-    def _check_model(self, name: str) -> str | None:
+    def check_model(self, name: str) -> str | None:
         """The LoRA adapter a model name selects (None for the base model); 404 if unknown."""
         if name == self.opts.model_name or name == self.opts.model:
             return None
@@ -320,11 +280,11 @@ class SimEngineServer:
             return resp
         if outcome != "ok":
             raise APIError(500, f"request aborted: {outcome}")
-        return _json(job.response_body(prompt_texts if getattr(body, "echo", False) else None), headers=headers)
+        return json_response(job.response_body(prompt_texts if getattr(body, "echo", False) else None), headers=headers)
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        body: ChatCompletionRequest = _parse(ChatCompletionRequest, await request.read())
-        lora = self._check_model(body.model)
+        body: ChatCompletionRequest = parse_body(ChatCompletionRequest, await request.read())
+        lora = self.check_model(body.model)
         try:
             text = self.template.render(
                 [m.model_dump() for m in body.messages],
@@ -338,8 +298,8 @@ class SimEngineServer:
         return await self._generate(request, "chat", body, [ids], max_tokens, lora)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        body: CompletionRequest = _parse(CompletionRequest, await request.read())
-        lora = self._check_model(body.model)
+        body: CompletionRequest = parse_body(CompletionRequest, await request.read())
+        lora = self.check_model(body.model)
         p = body.prompt
         texts: list[str] | None = None
         if isinstance(p, str):
@@ -360,139 +320,3 @@ class SimEngineServer:
         if texts is None and body.echo:
             texts = [self.tokenizer.decode(x) for x in prompts]
         return await self._generate(request, "completion", body, prompts, body.max_tokens, lora, texts)
-
-    # ------------------------------------------------------------------ other API
-    async def models(self, request: web.Request) -> web.Response:
-        created = int(self.started_at)
-        mml = self.profile.max_model_len
-        base = self.opts.model_name
-        data = [
-            {
-                "id": base,
-                "object": "model",
-                "created": created,
-                "owned_by": "vllm",
-                "root": self.opts.model,
-                "parent": None,
-                "max_model_len": mml,
-                "permission": [],
-            }
-        ]
-        for name, path in self.lora_modules.items():
-            data.append(
-                {
-                    "id": name,
-                    "object": "model",
-                    "created": created,
-                    "owned_by": "vllm",
-                    "root": path,
-                    "parent": base,
-                    "max_model_len": None,
-                    "permission": [],
-                }
-            )
-        return _json({"object": "list", "data": data})
-
-    async def health(self, request: web.Request) -> web.Response:
-        if self.faults.config.unready:
-            return web.Response(status=503)
-        return web.Response(status=200)
-
-    async def version(self, request: web.Request) -> web.Response:
-        return _json({"version": VLLM_VERSION})
-
-    async def metrics_handler(self, request: web.Request) -> web.Response:
-        resp = web.Response(body=self.metrics.render())
-        resp.headers["content-type"] = CONTENT_TYPE_LATEST
-        return resp
-
-    async def tokenize(self, request: web.Request) -> web.Response:
-        body: TokenizeRequest = _parse(TokenizeRequest, await request.read())
-        if body.model is not None:
-            self._check_model(body.model)
-        if body.messages is not None:
-            try:
-                text = self.template.render([m.model_dump() for m in body.messages], body.add_generation_prompt)
-            except ChatTemplateError as exc:
-                raise APIError(400, str(exc), "messages") from None
-            ids = self.tokenizer.encode(text)
-        elif body.prompt is not None:
-            ids = self.tokenizer.encode(body.prompt, add_bos=body.add_special_tokens)
-        else:
-            raise APIError(400, "Either prompt or messages must be given.", "prompt")
-        return _json(
-            {"count": len(ids), "max_model_len": self.profile.max_model_len, "tokens": ids, "token_strs": None}
-        )
-
-    async def detokenize(self, request: web.Request) -> web.Response:
-        body: DetokenizeRequest = _parse(DetokenizeRequest, await request.read())
-        return _json({"prompt": self.tokenizer.decode(body.tokens)})
-
-    async def reset_prefix_cache(self, request: web.Request) -> web.Response:
-        if not self.engine.reset_prefix_cache():
-            raise APIError(409, "Cannot reset the prefix cache while requests are running.")
-        if self.publisher is not None:
-            self.publisher.publish(self.engine.take_kv_events(), time.time())
-        return web.Response(status=200)
-
-    async def load_lora(self, request: web.Request) -> web.Response:
-        data = orjson.loads(await request.read() or b"{}")
-        name, path = data.get("lora_name"), data.get("lora_path")
-        if not isinstance(name, str) or not name or not isinstance(path, str):
-            raise APIError(400, "lora_name and lora_path are required.", "lora_name")
-        if name in self.lora_modules:
-            raise APIError(400, f"The lora adapter '{name}' has already been loaded.", "lora_name")
-        self.lora_modules[name] = path
-        self.metrics.lora_enabled = True
-        return web.Response(text=f"Success: LoRA adapter '{name}' added successfully.")
-
-    async def unload_lora(self, request: web.Request) -> web.Response:
-        data = orjson.loads(await request.read() or b"{}")
-        name = data.get("lora_name")
-        if name not in self.lora_modules:
-            raise APIError(404, f"The lora adapter '{name}' cannot be found.", "lora_name", "NotFoundError")
-        del self.lora_modules[name]
-        self.engine.lora_slots.pop(name, None)
-        return web.Response(text=f"Success: LoRA adapter '{name}' removed successfully.")
-
-    async def get_faults(self, request: web.Request) -> web.Response:
-        return _json(self.faults.config.model_dump())
-
-    async def set_faults(self, request: web.Request) -> web.Response:
-        try:
-            patch = orjson.loads(await request.read() or b"{}")
-        except orjson.JSONDecodeError as exc:
-            raise APIError(400, f"Request body is not valid JSON: {exc}") from None
-        if not isinstance(patch, dict):
-            raise APIError(400, "expected a JSON object of fault settings")
-        try:
-            cfg = self.faults.update(patch)
-        except ValidationError as exc:
-            msg, param = validation_message(exc)
-            raise APIError(400, msg, param) from None
-        self.driver.slowdown = cfg.slowdown
-        return _json(cfg.model_dump())
-
-    async def reset_stats(self, request: web.Request) -> web.Response:
-        """Forget recorded step lags (benchmarks measure a window, not the ramp-up)."""
-        self.driver.lag_samples.clear()
-        self.driver.busy_wall = 0.0
-        return web.Response(status=200)
-
-    async def stats(self, request: web.Request) -> web.Response:
-        st = self.engine.stats
-        return _json({
-            "engine_time_s": self.driver.engine_time(),
-            "drift_s": self.driver.drift_s,
-            "steps": self.driver.steps,
-            "step_lag": self.driver.lag_percentiles(),
-            "busy_wall_s": self.driver.busy_wall,
-            "running": self.engine.num_running,
-            "waiting": self.engine.num_waiting,
-            "kv_cache_usage": self.engine.kv.usage,
-            "prefix_cache_hit_rate": st.prefix_hit_rate,
-            "preemptions": st.num_preemptions,
-            "requests": st.request_success,
-            "generation_tokens": st.generation_tokens,
-            "requests_seen": self.faults.requests_seen,
-        })  # fmt: skip
