@@ -81,11 +81,9 @@ class Job:
 
     # ------------------------------------------------------------------ streaming
     def start_stream(self, transport: asyncio.Transport) -> None:
-        """Headers are out; chat streams open with a role chunk per choice, like vLLM."""
+        """Headers are out; the body starts with the first token (vLLM sends a chat stream's
+        role chunk only when the first output arrives, i.e. after prefill)."""
         self.transport = transport
-        if self.kind == "chat":
-            assert self.enc is not None
-            transport.write(b"".join(_frame(self.enc.role(ch.index)) for ch in self.choices))
 
     def deliver(self, ch: Choice) -> None:
         if self.done.done():
@@ -97,6 +95,7 @@ class Job:
                 self.cancel("client disconnected")
                 return
             texts = ch.source.texts
+            first = ch.sent == 0
             new = "".join(texts[ch.sent :]) if len(texts) - ch.sent != 1 else texts[-1]
             self._tokens_sent += len(texts) - ch.sent
             ch.sent = len(texts)
@@ -106,7 +105,10 @@ class Job:
                 data = enc.final(ch.index, new, req.finish_reason or "stop")
             else:
                 data = enc.token(ch.index, new)
-            tr.write(_frame(data))
+            if first and self.kind == "chat":
+                tr.write(_frame(enc.role(ch.index)) + _frame(data))
+            else:
+                tr.write(_frame(data))
             if self._disconnect_after is not None and self._tokens_sent >= self._disconnect_after:
                 tr.abort()
                 self.cancel("disconnect fault")
