@@ -147,18 +147,90 @@ def _run(coro: object, loop: str = "uvloop") -> None:
         asyncio.run(coro)  # type: ignore[arg-type]
 
 
+@app.command("serve")
+def serve(
+    config: Annotated[str | None, typer.Option(help="Gateway YAML config (endpoints, policy, settings)")] = None,
+    endpoints: Annotated[str | None, typer.Option(help="Quick start: comma list of model-server URLs")] = None,
+    policy: Annotated[
+        str | None, typer.Option(help="Built-in policy name or policy YAML (see `rastos policies`)")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (overrides the config; 0 picks a free one)")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (overrides the config)")] = None,
+    debug_headers: Annotated[bool, typer.Option(help="Add x-rastos-endpoint and x-rastos-scores to responses")] = False,
+    log_level: Annotated[str, typer.Option(help="Python log level")] = "WARNING",
+) -> None:
+    """Run the OpenAI-compatible gateway in front of vLLM / SGLang servers."""
+    from rastos.gateway.config import load_gateway_config, quick_config
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if (config is None) == (endpoints is None):
+        _fail("give exactly one of --config FILE or --endpoints URL,URL")
+    try:
+        cfg = load_gateway_config(config) if config else quick_config(endpoints or "", policy or "default")
+        if config and policy:
+            cfg.policy, cfg.scheduler = policy, None
+        if port is not None:
+            cfg.gateway.port = port
+        if host is not None:
+            cfg.gateway.host = host
+        if debug_headers:
+            cfg.gateway.debug_headers = True
+        run_gateway(cfg)
+    except (RastosError, OSError) as exc:
+        _fail(str(exc))
+
+
+def run_gateway(cfg: object) -> None:
+    """Serve the gateway until SIGINT/SIGTERM."""
+    from rastos.gateway.config import GatewayConfig
+    from rastos.gateway.server import Gateway
+
+    assert isinstance(cfg, GatewayConfig)
+
+    async def _main() -> None:
+        gw = Gateway(cfg)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await gw.start()
+        print(f"rastos gateway ({gw.scheduler.name} policy, {len(gw.data.fleet)} endpoints) on {gw.url}", flush=True)
+        await stop.wait()
+        await gw.stop()
+
+    _run(_main(), loop="uvloop")
+
+
+@app.command("policies")
+def policies() -> None:
+    """List the built-in scheduling policies."""
+    from rastos.sched.config import list_policies, policy_text
+
+    for name in list_policies():
+        first = policy_text(name)[0].splitlines()[0].lstrip("# ").strip()
+        typer.echo(f"{name:16s} {first}")
+
+
 @app.command("demo")
 def demo(
-    sessions_per_tenant: Annotated[int, typer.Option(help="Chat sessions per tenant (4 tenants)")] = 8,
-    json: Annotated[str | None, typer.Option("--json", help="Write the figures to this JSON file")] = None,
+    json: Annotated[
+        str | None, typer.Option("--json", help="Write the figures to this JSON file (and a PNG beside it)")
+    ] = None,
+    policies: Annotated[str, typer.Option(help="Comma list of policies to compare")] = "round-robin,default",
 ) -> None:
-    """Run a sim engine under a short multi-turn chat load and print its figures."""
+    """Four sim engines behind the gateway: round-robin vs the default policy on multi-turn chat."""
     from pathlib import Path
 
-    from rastos.demo import run_engine_demo
+    from rastos.demo import DemoSpec, run_demo
 
-    s = run_engine_demo(sessions_per_tenant, Path(json) if json else None)
-    if s["requests_failed"]:
+    spec = DemoSpec(policies=tuple(p.strip() for p in policies.split(",") if p.strip()))
+    try:
+        summary = run_demo(spec, Path(json) if json else None)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: every engine and gateway process was stopped", err=True)
+        raise typer.Exit(130) from None
+    if any(s["requests_failed"] for s in summary.values()):
         raise typer.Exit(1)
 
 

@@ -74,11 +74,16 @@ def _suppress() -> Iterator[None]:
         pass
 
 
-async def wait_ready(url: str, timeout: float = 30.0, path: str = "/health") -> None:
-    """Poll ``url + path`` until it answers 200 (servers start in their own time)."""
+async def wait_ready(
+    url: str, timeout: float = 30.0, path: str = "/health", proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Poll ``url + path`` until it answers 200 (servers start in their own time); fail at
+    once if ``proc`` exits first."""
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as s:
         while True:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"the process serving {url} exited with status {proc.returncode}")
             try:
                 async with s.get(url + path, timeout=aiohttp.ClientTimeout(total=2)) as r:
                     if r.status == 200:

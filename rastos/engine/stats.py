@@ -9,9 +9,9 @@ Bucket bounds are vLLM 0.33's (``vllm/v1/metrics/buckets.py``).
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from rastos.common.histogram import Histogram
 
 __all__ = [
     "ITERATION_TOKENS_BUCKETS",
@@ -50,50 +50,6 @@ def token_buckets(max_model_len: int) -> tuple[int, ...]:
                 return tuple(out)
             out.append(v)
         exp *= 10
-
-
-class Histogram:
-    """Cumulative-on-read bucket counts with an ``observe(value, n)`` for batches."""
-
-    __slots__ = ("bounds", "count", "counts", "sum")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(float(b) for b in bounds)
-        self.counts = [0] * (len(self.bounds) + 1)  # last slot is +Inf
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float, n: int = 1) -> None:
-        self.counts[bisect_left(self.bounds, value)] += n
-        self.sum += value * n
-        self.count += n
-
-    def cumulative(self) -> list[tuple[str, int]]:
-        """``(le, cumulative count)`` pairs, ending with ``+Inf``."""
-        out = []
-        acc = 0
-        for b, c in zip(self.bounds, self.counts, strict=False):
-            acc += c
-            out.append((_fmt_le(b), acc))
-        out.append(("+Inf", acc + self.counts[-1]))
-        return out
-
-    def quantile(self, q: float) -> float:
-        """Upper bucket bound holding quantile ``q`` (coarse; for summaries, not for tests)."""
-        if self.count == 0:
-            return 0.0
-        target = q * self.count
-        acc = 0
-        for b, c in zip(self.bounds, self.counts, strict=False):
-            acc += c
-            if acc >= target:
-                return b
-        return float("inf")
-
-
-def _fmt_le(b: float) -> str:
-    # prometheus_client formats bucket bounds with repr of float ("0.001", "1.0", "16384.0").
-    return repr(float(b))
 
 
 @dataclass
