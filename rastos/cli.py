@@ -202,6 +202,65 @@ def run_gateway(cfg: object) -> None:
     _run(_main(), loop="uvloop")
 
 
+@app.command("bench")
+def bench(
+    policies: Annotated[
+        str, typer.Option(help="Comma list of built-in policy names or policy YAML paths")
+    ] = "round-robin,default",
+    workload: Annotated[
+        str | None, typer.Option(help="Built-in workload: shared-prefix, shared-prefix-chat, chat-sessions")
+    ] = None,
+    trace: Annotated[
+        str | None, typer.Option(help="Replay a trace file (Mooncake JSONL, Azure CSV, generic JSONL)")
+    ] = None,
+    trace_format: Annotated[str | None, typer.Option(help="mooncake, azure or jsonl (default: guessed)")] = None,
+    endpoints: Annotated[int, typer.Option(help="Simulated engines")] = 8,
+    profile: Annotated[str, typer.Option(help="GPU/model profile of every engine")] = "llama3-8b-h100",
+    json: Annotated[str | None, typer.Option("--json", help="Write results here (PNG plots beside it)")] = None,
+    load: Annotated[float, typer.Option(help="Offered load relative to the fleet's cache-oblivious capacity")] = 0.8,
+    rate: Annotated[float | None, typer.Option(help="Arrival rate in req/s (overrides --load)")] = None,
+    requests: Annotated[int | None, typer.Option(help="Number of requests (synthetic) or a cap (trace)")] = None,
+    time_scale: Annotated[float, typer.Option(help="Trace timestamps × this (0.5 = twice as fast)")] = 1.0,
+    sample: Annotated[float, typer.Option(help="Keep each trace request with this probability")] = 1.0,
+    param: Annotated[list[str] | None, typer.Option(help="Workload parameter key=value (repeatable)")] = None,
+    slo_ttft_ms: Annotated[float, typer.Option(help="TTFT target for goodput")] = 1000.0,
+    slo_tpot_ms: Annotated[float, typer.Option(help="TPOT target for goodput")] = 50.0,
+    num_gpu_blocks: Annotated[int | None, typer.Option(help="Override the profile's KV pool size")] = None,
+    scrape_interval_ms: Annotated[float, typer.Option(help="How often the router sees engine metrics")] = 50.0,
+    seed: Annotated[int, typer.Option(help="Seed of workload and scheduler randomness")] = 0,
+    no_ceiling: Annotated[
+        bool, typer.Option("--no-ceiling", help="Skip the pooled-cache ceiling (large runs)")
+    ] = False,
+) -> None:
+    """Compare policies on the digital twin: the real scheduler over simulated engines."""
+    from pathlib import Path
+
+    import yaml
+
+    from rastos.twin.bench import BenchSpec, run_bench
+
+    if (workload is None) == (trace is None):
+        workload = workload or (None if trace else "shared-prefix")
+    params = {}
+    for kv in param or []:
+        k, _, v = kv.partition("=")
+        if not k or not v:
+            _fail(f"--param expects key=value, got {kv!r}")
+        params[k] = yaml.safe_load(v)
+    overrides = {"num_gpu_blocks": num_gpu_blocks} if num_gpu_blocks else {}
+    spec = BenchSpec(
+        policies=[p.strip() for p in policies.split(",") if p.strip()], endpoints=endpoints, profile=profile,
+        workload=workload if trace is None else None, trace=trace, trace_format=trace_format,
+        workload_params=params, load=load, rate=rate, time_scale=time_scale, sample=sample, limit=requests,
+        seed=seed, slo_ttft_s=slo_ttft_ms / 1e3, slo_tpot_s=slo_tpot_ms / 1e3,
+        scrape_interval_s=scrape_interval_ms / 1e3, pooled_ceiling=not no_ceiling, profile_overrides=overrides,
+    )  # fmt: skip
+    try:
+        run_bench(spec, Path(json) if json else None)
+    except (RastosError, ValueError, TypeError) as exc:
+        _fail(str(exc))
+
+
 @app.command("policies")
 def policies() -> None:
     """List the built-in scheduling policies."""

@@ -29,6 +29,31 @@ class Histogram:
         self.sum += value * n
         self.count += n
 
+    def observe_linear(self, a: float, b: float, k: int, n: int = 1) -> None:
+        """Observe ``a + b·j`` for ``j = 0 .. k-1``, each ``n`` times, in O(buckets).
+
+        (An engine's consecutive decode steps get longer by a constant each step.)"""
+        if k <= 0:
+            return
+        if b <= 0:
+            self.observe(a, n * k)
+            return
+        counts = self.counts
+        bounds = self.bounds
+        done = 0
+        for i in range(bisect_left(bounds, a), len(bounds)):
+            # values ≤ bound: j ≤ (bound − a)/b
+            upto = min(k, int((bounds[i] - a) // b) + 1)
+            if upto > done:
+                counts[i] += (upto - done) * n
+                done = upto
+            if done >= k:
+                break
+        if done < k:
+            counts[-1] += (k - done) * n
+        self.sum += n * (k * a + b * k * (k - 1) / 2)
+        self.count += n * k
+
     def cumulative(self) -> list[tuple[str, int]]:
         """``(le, cumulative count)`` pairs, ending with ``+Inf``."""
         out = []

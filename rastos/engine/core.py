@@ -70,6 +70,7 @@ class StepOutput:
 
     new_token_reqs: list[EngineRequest] = field(default_factory=list)
     finished: list[EngineRequest] = field(default_factory=list)
+    first_token_reqs: list[EngineRequest] = field(default_factory=list)
 
 
 class EngineCore:
@@ -173,7 +174,7 @@ class EngineCore:
         while i < len(running) and budget > 0:
             req = running[i]
             computed = req.num_computed_tokens
-            num_new = req.num_prompt_tokens + len(req.output_token_ids) - computed
+            num_new = req.num_prompt_tokens + req.n_out - computed
             if (
                 num_new == 1
                 and computed < len(req.blocks) * bs
@@ -300,10 +301,14 @@ class EngineCore:
             computed = req.num_computed_tokens + req.num_scheduled
             req.num_computed_tokens = computed
             req.num_scheduled = 0
-            out_ids = req.output_token_ids
-            if computed < req.num_prompt_tokens + len(out_ids):
+            n_out = req.n_out
+            if computed < req.num_prompt_tokens + n_out:
                 continue  # a prefill chunk: no token yet
-            out_ids.append(req.next_token())
+            out_ids = req.output_token_ids
+            if out_ids is not None:
+                out_ids.append(req.next_token())
+            n_out += 1
+            req.n_out = n_out
             gen += 1
             n_tok = computed + 1
             if caching and n_tok % bs == 0:
@@ -318,12 +323,12 @@ class EngineCore:
                 req.first_token_time = end
                 st.ttft.observe(end - req.arrival_time)
                 st.prompt_tokens += req.num_prompt_tokens
+                out.first_token_reqs.append(req)
             else:
                 gap = end - req.last_token_time
                 itl_groups[gap] = itl_groups.get(gap, 0) + 1
             req.last_token_time = end
             new_reqs.append(req)
-            n_out = len(out_ids)
             if n_out >= req.max_tokens or n_tok >= max_len:
                 finished.append(req)
                 req.finish_reason = "length"
@@ -333,6 +338,7 @@ class EngineCore:
         st.generation_tokens += gen
         for gap, n in itl_groups.items():
             st.itl.observe(gap, n)
+            st.itl_fine.observe(gap, n)
         if finished:
             for req in finished:
                 req.status = RequestStatus.FINISHED
@@ -383,7 +389,7 @@ class EngineCore:
         if reason == "abort":
             return
         st.e2e.observe(now - req.arrival_time)
-        n_out = len(req.output_token_ids)
+        n_out = req.n_out
         st.request_prompt_tokens.observe(req.num_prompt_tokens)
         st.request_generation_tokens.observe(n_out)
         st.request_num_preemptions.observe(req.num_preemptions)

@@ -7,8 +7,10 @@ extra keys, so a hash fingerprints the whole prefix up to and including its bloc
 
 ``sha256`` (pickle + SHA-256, vLLM's default) and ``sha256_cbor`` (canonical CBOR + SHA-256,
 reproducible across languages, what llm-d's precise scorer needs) produce the very hashes a
-real vLLM produces for the same tokens and seed. ``builtin`` is a fast 64-bit integer hash
-for the digital twin, where millions of requests are hashed and only equality matters.
+real vLLM produces for the same tokens and seed. ``xxh3_64`` is rastos' own fast hash for the
+digital twin, where millions of requests are hashed and only equality matters: xxh3-64 of the
+block's token ids as little-endian int32 bytes, seeded with the parent hash (extra keys folded
+into the seed); deterministic across processes, about 0.2 µs a block. ``builtin`` is an alias.
 
 ``NONE_HASH`` is ``hash_fn(PYTHONHASHSEED)`` when that variable is set, else
 ``hash_fn("vllm-none-hash")`` (vLLM ≥ PR #51875), so every process of a fleet agrees.
@@ -18,6 +20,7 @@ On the wire (KV events) a hash is reported as its low 64 bits, unsigned.
 
 from __future__ import annotations
 
+import array
 import hashlib
 import os
 import pickle
@@ -25,6 +28,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import cbor2
+import numpy as np
+import xxhash
 
 __all__ = [
     "HASH_ALGOS",
@@ -45,16 +50,35 @@ def _sha256_cbor(obj: Any) -> bytes:
     return hashlib.sha256(cbor2.dumps(obj, canonical=True)).digest()
 
 
-def _builtin(obj: Any) -> int:
-    # Python's hash of a tuple of ints is deterministic across processes; strings are not,
-    # so the twin's callers pass only ints (see BlockHasher._extra_int).
-    return hash(obj) & _MASK64
+_xxh = xxhash.xxh3_64_intdigest
+
+
+def _xxh3(obj: Any) -> int:
+    """The generic form ``(parent, tokens, extra)`` (used for NONE_HASH and odd callers)."""
+    parent, tokens, extra = obj if isinstance(obj, tuple) and len(obj) == 3 else (0, (), obj)
+    return _xxh(_token_bytes(tokens), _seed(parent, extra))
+
+
+def _token_bytes(tokens: Any) -> bytes:
+    if isinstance(tokens, np.ndarray):
+        return tokens.astype("<i4", copy=False).tobytes()
+    if isinstance(tokens, (bytes, str)):
+        return tokens.encode() if isinstance(tokens, str) else tokens
+    return array.array("i", tokens).tobytes()
+
+
+def _seed(parent: Any, extra: Any) -> int:
+    seed = (parent if isinstance(parent, int) else _xxh(repr(parent).encode())) & _MASK64
+    if extra is not None:
+        seed ^= _xxh(repr(extra).encode())
+    return seed
 
 
 HASH_ALGOS: dict[str, Callable[[Any], BlockHash]] = {
     "sha256": _sha256,
     "sha256_cbor": _sha256_cbor,
-    "builtin": _builtin,
+    "xxh3_64": _xxh3,
+    "builtin": _xxh3,
 }
 
 
@@ -68,7 +92,7 @@ def wire_hash(h: BlockHash) -> int:
 class BlockHasher:
     """Hashes token blocks of one engine (one algorithm, one seed, one block size)."""
 
-    __slots__ = ("_fn", "algo", "block_size", "none_hash")
+    __slots__ = ("_fn", "algo", "block_size", "fast", "none_hash")
 
     def __init__(self, algo: str = "sha256", block_size: int = 16, seed: str | None = None) -> None:
         if algo not in HASH_ALGOS:
@@ -78,8 +102,9 @@ class BlockHasher:
         self._fn = HASH_ALGOS[algo]
         if seed is None:
             seed = os.environ.get("PYTHONHASHSEED", "vllm-none-hash")
-        if algo == "builtin":
-            self.none_hash: BlockHash = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big")
+        self.fast = algo in ("xxh3_64", "builtin")
+        if self.fast:
+            self.none_hash: BlockHash = _xxh(seed.encode())
         else:
             self.none_hash = self._fn(seed)
 
@@ -92,17 +117,14 @@ class BlockHasher:
             keys.append(cache_salt)
         if not keys:
             return None
-        if self.algo == "builtin":
-            return tuple(self._extra_int(k) for k in keys)
         return tuple(keys)
-
-    @staticmethod
-    def _extra_int(key: str) -> int:
-        return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
 
     def hash_one(self, parent: BlockHash | None, tokens: Sequence[int], extra: tuple | None) -> BlockHash:
         """Hash of one full block after ``parent`` (the per-token hot path of decoding)."""
-        return self._fn((self.none_hash if parent is None else parent, tuple(tokens), extra))
+        p = self.none_hash if parent is None else parent
+        if self.fast:
+            return _xxh(_token_bytes(tokens), _seed(p, extra))
+        return self._fn((p, tuple(tokens), extra))
 
     def hash_blocks(
         self,
@@ -123,6 +145,14 @@ class BlockHasher:
         out: list[BlockHash] = []
         n_full = len(token_ids) // bs
         plain = not lora_name and not cache_salt
+        if self.fast:
+            data = _token_bytes(token_ids)
+            step = bs * 4
+            for i in range(start_block, n_full):
+                extra = None if plain else self.extra_keys(i, lora_name, cache_salt)
+                prev = _xxh(data[i * step : (i + 1) * step], prev if extra is None else _seed(prev, extra))
+                out.append(prev)
+            return out
         for i in range(start_block, n_full):
             extra = None if plain else self.extra_keys(i, lora_name, cache_salt)
             prev = fn((prev, tuple(token_ids[i * bs : (i + 1) * bs]), extra))

@@ -61,6 +61,7 @@ class EngineRequest:
         "last_token_time",
         "lora_name",
         "max_tokens",
+        "n_out",
         "next_token",
         "num_cached_blocks",
         "num_cached_tokens",
@@ -75,6 +76,7 @@ class EngineRequest:
         "scheduled_time",
         "seq",
         "status",
+        "token_fn",
         "user_data",
     )
 
@@ -98,7 +100,11 @@ class EngineRequest:
         self.request_id = request_id
         self.prompt_token_ids = prompt_token_ids
         self.num_prompt_tokens = len(prompt_token_ids)
-        self.output_token_ids: list[int] = []
+        # Output ids as a list (the server), or None with ``token_fn(start, n)`` producing
+        # them on demand (the twin, where outputs are a pure function of the position).
+        self.output_token_ids: list[int] | None = []
+        self.n_out = 0
+        self.token_fn: Callable[[int, int], list[int]] | None = None
         self.max_tokens = max_tokens
         self.eos_at = eos_at
         self.priority = priority
@@ -126,11 +132,18 @@ class EngineRequest:
 
     @property
     def num_tokens(self) -> int:
-        return self.num_prompt_tokens + len(self.output_token_ids)
+        return self.num_prompt_tokens + self.n_out
 
     @property
     def num_output_tokens(self) -> int:
-        return len(self.output_token_ids)
+        return self.n_out
+
+    def outputs(self, start: int, end: int) -> list[int]:
+        """Output token ids ``[start, end)``."""
+        if self.output_token_ids is not None:
+            return self.output_token_ids[start:end]
+        assert self.token_fn is not None, "lazy outputs need a token_fn"
+        return self.token_fn(start, end - start) if end > start else []
 
     @property
     def finished(self) -> bool:
@@ -142,11 +155,11 @@ class EngineRequest:
         if end <= p:
             return list(self.prompt_token_ids[start:end])
         if start >= p:
-            return self.output_token_ids[start - p : end - p]
-        return list(self.prompt_token_ids[start:]) + self.output_token_ids[: end - p]
+            return self.outputs(start - p, end - p)
+        return list(self.prompt_token_ids[start:]) + self.outputs(0, end - p)
 
     def __repr__(self) -> str:
         return (
             f"EngineRequest({self.request_id!r}, prompt={self.num_prompt_tokens}, "
-            f"out={len(self.output_token_ids)}/{self.max_tokens}, status={self.status.name})"
+            f"out={self.n_out}/{self.max_tokens}, status={self.status.name})"
         )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from rastos.common.histogram import Histogram
 
 __all__ = [
+    "FINE_LATENCY_BUCKETS",
     "ITERATION_TOKENS_BUCKETS",
     "ITL_BUCKETS",
     "REQUEST_LATENCY_BUCKETS",
@@ -36,6 +37,8 @@ REQUEST_LATENCY_BUCKETS = (
     60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
 )  # fmt: skip
 ITERATION_TOKENS_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+# Fine, log-spaced inter-token buckets (0.5 ms .. 20 s, 2.5 % apart) for reports' percentiles.
+FINE_LATENCY_BUCKETS = tuple(0.0005 * 1.025**i for i in range(430))
 
 
 def token_buckets(max_model_len: int) -> tuple[int, ...]:
@@ -66,6 +69,7 @@ class EngineStats:
     steps: int = 0
     ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
     itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS))
+    itl_fine: Histogram = field(default_factory=lambda: Histogram(FINE_LATENCY_BUCKETS))
     tpot: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS))
     e2e: Histogram = field(default_factory=lambda: Histogram(REQUEST_LATENCY_BUCKETS))
     queue_time: Histogram = field(default_factory=lambda: Histogram(REQUEST_LATENCY_BUCKETS))

@@ -26,8 +26,8 @@ from aiohttp import web
 from rastos.analysis import AnalysisError
 from rastos.engine.protocol import error_body
 from rastos.gateway.upstream import Exchange, UpstreamError, UpstreamPool
+from rastos.sched.accounting import InflightAccounting
 from rastos.sched.framework import SchedulingResult
-from rastos.sched.plugins.producers import prefix_match
 from rastos.sched.request import SchedRequest
 from rastos.sched.scheduler import NoCandidates
 
@@ -73,16 +73,10 @@ class Proxy:
         self.settings = gw.config.gateway
         self.fleet = gw.data.fleet
         self.pool = UpstreamPool(connect_timeout=self.settings.connect_timeout_ms / 1e3)
+        self.accounting = InflightAccounting(self.fleet, gw.scheduler)
         self._live: dict[str, Exchange] = {}
         self._ids = itertools.count()
         self._id_prefix = uuid.uuid4().hex[:12]
-
-    def _uncached(self, req: SchedRequest, result: SchedulingResult, ep: int) -> float:
-        prod = self.gw.scheduler.prefix_producer()
-        if prod is None:
-            return float(req.prompt_tokens)
-        matched = prefix_match(result.cycle, prod.name, len(self.fleet))[ep]
-        return max(0.0, req.prompt_tokens - matched * req.block_tokens)
 
     def _forward_headers(self, request: web.Request, rid: str) -> list[tuple[str, str]]:
         out = [(k, v) for k, v in request.headers.items() if (lk := k.lower()) not in _DROP and lk != "x-request-id"]
@@ -176,10 +170,7 @@ class Proxy:
             if attempt:
                 gw.stats.retries += 1
             endpoint = fleet.endpoints[ep]
-            uncached = self._uncached(req, result, ep)
-            fleet.inflight_reqs[ep] += 1
-            fleet.inflight_tokens[ep] += uncached
-            tokens_held = True
+            ticket = self.accounting.start(req, result, ep)
             ex: Exchange | None = None
             deadline = asyncio.get_running_loop().call_later(self.settings.request_timeout_s, self._expire, rid)
             try:
@@ -213,8 +204,7 @@ class Proxy:
                     if not first:
                         raise _Upstream(f"{endpoint.name} ended the stream before its first byte")
                     now = _clock()
-                    fleet.inflight_tokens[ep] -= uncached
-                    tokens_held = False
+                    self.accounting.first_token(ticket)
                     gw.scheduler.first_token(req, ep, now)
                     return await self._relay(request, req, ex, first, result, ep, arrival, now, rid)
                 try:
@@ -222,8 +212,7 @@ class Proxy:
                 except UpstreamError as exc:
                     raise _Upstream(f"{endpoint.name} failed before its response: {exc}") from None
                 now = _clock()
-                fleet.inflight_tokens[ep] -= uncached
-                tokens_held = False
+                self.accounting.first_token(ticket)
                 m = _USAGE.search(payload)
                 out_tokens = int(m.group(1)) if m else 0
                 st = gw.stats
@@ -244,9 +233,7 @@ class Proxy:
             finally:
                 deadline.cancel()
                 self._live.pop(rid, None)
-                if tokens_held:
-                    fleet.inflight_tokens[ep] -= uncached
-                fleet.inflight_reqs[ep] -= 1
+                self.accounting.end(ticket)
                 if ex is not None and not ex.done.done():
                     ex.abort()  # client gone or error: the engine sees the disconnect and aborts
         gw.stats.errors[(*key, "502")] += 1

@@ -101,6 +101,9 @@ _NEEDS_PREFIX = {
     "saturation-aware-affinity-scorer",
     "prefix-cache-affinity-filter",
     "no-hit-lru-scorer",
+    "sglang-cache-aware-picker",
+    "dynamo-kv-scorer",
+    "aibrix-prefix-cache-picker",
 }
 
 

@@ -52,6 +52,7 @@ class FleetState:
         ("scraped_at", np.float64, -np.inf),
         ("inflight_reqs", np.float64, 0.0),
         ("inflight_tokens", np.float64, 0.0),
+        ("inflight_prompt_tokens", np.float64, 0.0),
         ("healthy", np.bool_, True),
         ("block_size", np.float64, 0.0),
         ("num_gpu_blocks", np.float64, 0.0),
@@ -66,6 +67,7 @@ class FleetState:
         self.scraped_at = np.zeros(0)
         self.inflight_reqs = np.zeros(0)
         self.inflight_tokens = np.zeros(0)
+        self.inflight_prompt_tokens = np.zeros(0)
         self.healthy = np.zeros(0, dtype=bool)
         self.block_size = np.zeros(0)
         self.num_gpu_blocks = np.zeros(0)

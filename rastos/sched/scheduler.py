@@ -135,6 +135,20 @@ class Scheduler:
         if len({p.block_tokens for p in prefix}) > 1:
             raise ValueError("all prefix producers must use the same blockSizeTokens")
 
+    def reseed(self, seed: int) -> None:
+        """Make every randomised plugin deterministic (the twin's reproducible runs)."""
+        for i, p in enumerate(self.all_plugins()):
+            fn = getattr(p, "reseed", None)
+            if fn is not None:
+                fn(seed * 1000 + i)
+
+    def all_plugins(self) -> list[Plugin]:
+        seen: dict[int, Plugin] = {id(p): p for p in self.plugins.values()}
+        for prof in self.profiles.values():
+            for p in [*prof.filters, *(s for s, _ in prof.scorers), prof.picker]:
+                seen.setdefault(id(p), p)
+        return list(seen.values())
+
     def admit(self, req: SchedRequest, fleet: FleetState, now: float) -> Rejection | None:
         for a in self.admissions:
             t = _clock()

@@ -72,7 +72,7 @@ def test_filters_that_remove_everything_raise_no_candidates():
 
 
 def test_gie_default_avoids_endpoints_with_stale_metrics():
-    s = load_policy("gie-default")
+    s = load_policy("peer-gie-default")
     f = fleet(3, queue=[0, 0, 0], kv_usage=[0.1, 0.1, 0.1])
     f.scraped_at[:] = [0.0, -100.0, -100.0]
     assert {s.schedule(request(), f, 0.0).endpoint for _ in range(10)} == {0}

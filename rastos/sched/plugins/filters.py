@@ -82,7 +82,10 @@ class PrefixCacheAffinityFilter(Filter):
 
     def __init__(self, name: str, params: PluginParams) -> None:
         super().__init__(name, params)
-        self._rng = np.random.default_rng(params.seed)  # type: ignore[attr-defined]
+        self.reseed(params.seed)  # type: ignore[attr-defined]
+
+    def reseed(self, seed: int | None) -> None:
+        self._rng = np.random.default_rng(seed)
 
     def filter(
         self, req: SchedRequest, fleet: FleetState, cands: np.ndarray, cycle: CycleState, now: float

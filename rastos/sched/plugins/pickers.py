@@ -34,7 +34,9 @@ class _SeededPicker(Picker):
 
     def __init__(self, name: str, params: PluginParams) -> None:
         super().__init__(name, params)
-        seed = params.seed  # type: ignore[attr-defined]
+        self.reseed(params.seed)  # type: ignore[attr-defined]
+
+    def reseed(self, seed: int | None) -> None:
         self.rng = np.random.default_rng(seed)
         self.pyrng = random.Random(seed)  # scalar draws: far cheaper than numpy's per call
 

@@ -35,6 +35,11 @@ def prefix_match(cycle: CycleState, producer: str, n: int) -> np.ndarray:
     return m
 
 
+def prefix_index(cycle: CycleState, producer: str) -> PrefixIndex | None:
+    """The producer's index itself (for rules that look at its size per endpoint)."""
+    return cycle.get(f"index/{producer}")
+
+
 class _ApproxParams(PluginParams):
     blockSizeTokens: int = Field(default=64, ge=1)
     maxPrefixBlocksToMatch: int = Field(default=2048, ge=1)
@@ -55,6 +60,7 @@ class ApproxPrefixCacheProducer(DataProducer, PreRequest):
         self.index = PrefixIndex(p.lruCapacityPerServer)
         self._tuned_version = -1
         self.key = f"{PREFIX_KEY}/{name}"
+        self._index_key = f"index/{name}"
 
     @property
     def block_tokens(self) -> int:
@@ -88,6 +94,7 @@ class ApproxPrefixCacheProducer(DataProducer, PreRequest):
                     bits = np.unpackbits(np.frombuffer(mask.to_bytes(nbytes, "little"), np.uint8), bitorder="little")
                     matched[bits[:size].astype(bool)] = n
         cycle[self.key] = matched
+        cycle[self._index_key] = self.index
 
     def pre_request(self, req: SchedRequest, result: SchedulingResult, fleet: FleetState, now: float) -> None:
         hashes = req.block_hashes[: self.params.maxPrefixBlocksToMatch]  # type: ignore[attr-defined]

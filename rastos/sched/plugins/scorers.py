@@ -17,7 +17,7 @@ from pydantic import Field
 
 from rastos.sched.fleet import FleetState
 from rastos.sched.framework import CycleState, PluginParams, PreRequest, SchedulingResult, Scorer, register
-from rastos.sched.plugins.producers import prefix_match
+from rastos.sched.plugins.producers import prefix_index, prefix_match
 from rastos.sched.request import SchedRequest
 
 __all__ = [
@@ -206,13 +206,19 @@ class _SaturationParams(PluginParams):
     affinityThreshold: float = Field(default=0.8, ge=0, le=1)
     peakPrefillThroughput: float = Field(default=20_480, gt=0)
     maxTTFTPenaltyMs: float = Field(default=2_000, ge=0)
+    minTTFTPenaltyMs: float | None = Field(default=None, ge=0)
 
 
 @register
 class SaturationAwareAffinityScorer(Scorer):
     """1 for the warm endpoints (matching ≥ threshold × the best match) unless stickiness is
     clearly worse: when the warm endpoints' queued prefill work would delay the first token by
-    more than ``maxTTFTPenaltyMs`` over the least-loaded candidate, every candidate scores 0.
+    more than the penalty over the best other candidate, every candidate scores 0.
+
+    With ``minTTFTPenaltyMs`` the penalty adapts to cache pressure: it is the minimum when the
+    spill target's cache has room (a second copy of the prefix evicts nothing, so spreading a
+    hot prefix is cheap) and rises to ``maxTTFTPenaltyMs`` as that cache fills (a copy would
+    evict other prefixes, and stickiness is what keeps hit rates up under pressure).
     """
 
     type_name = "saturation-aware-affinity-scorer"
@@ -231,7 +237,16 @@ class SaturationAwareAffinityScorer(Scorer):
         tok = fleet.inflight_tokens[cands]
         uncached = np.maximum(0.0, req.prompt_tokens - matched * req.block_tokens)
         ttft = (tok + uncached) / p.peakPrefillThroughput
-        if (ttft[warm].min() - ttft.min()) * 1e3 > p.maxTTFTPenaltyMs:
+        gap = ttft[warm].min() - ttft.min()
+        if gap <= 0:
+            return warm.astype(np.float64)
+        penalty = p.maxTTFTPenaltyMs
+        if p.minTTFTPenaltyMs is not None:
+            index = prefix_index(cycle, p.producer)
+            target = int(cands[int(np.argmin(np.where(warm, np.inf, ttft)))])
+            occ = min(1.0, index.size(target) / index.capacity(target)) if index is not None else 1.0
+            penalty = p.minTTFTPenaltyMs + (p.maxTTFTPenaltyMs - p.minTTFTPenaltyMs) * occ
+        if gap * 1e3 > penalty:
             return np.zeros(len(cands))
         return warm.astype(np.float64)
 
@@ -343,3 +358,55 @@ class NoHitLRUScorer(Scorer, PreRequest):
             self.lru[ep] = now
             while len(self.lru) > self.params.lruSize:  # type: ignore[attr-defined]
                 self.lru.popitem(last=False)
+
+
+class _LatencyParams(PluginParams):
+    producer: str = Field(default="approx-prefix-cache-producer", alias="prefixMatchInfoProducerName")
+    profile: str = "llama3-8b-h100"
+    chunkTokens: float = Field(default=8192, gt=0)
+    expectedOutputTokens: float = Field(default=256, ge=0)
+    tpotWeight: float = Field(default=1.0, ge=0)
+
+
+@register
+class LatencyCostScorer(Scorer):
+    """Predicted latency of this request on each candidate, from the engine's step-time model.
+
+    Prefill: the endpoint's queued uncached tokens plus this request's (prefix hits
+    discounted) go through ``chunkTokens``-token steps, each also paying the per-step overhead
+    and the KV reads of the decodes in flight (their context ≈ the prompt tokens in flight);
+    decode: one step of the batch this request would join, times ``expectedOutputTokens``
+    (scaled by ``tpotWeight``). ``score = min(cost)/cost``. Unlike a token count, it sees
+    that an endpoint full of long decodes prefills slowly, and what a request does to TPOT.
+    """
+
+    type_name = "latency-cost-scorer"
+    category = "Affinity"
+    Params = _LatencyParams
+
+    def __init__(self, name: str, params: PluginParams) -> None:
+        super().__init__(name, params)
+        from rastos.engine.profile import load_profile
+
+        st = load_profile(params.profile).step  # type: ignore[attr-defined]
+        self._over = st.t_over_ms * 1e-3
+        self._w = st.t_w_ms * 1e-3
+        self._tok = st.t_tok_us * 1e-6
+        self._kv = st.t_kv_us * 1e-6
+        self._attn = st.t_attn_ms * 1e-3
+
+    def score(
+        self, req: SchedRequest, fleet: FleetState, cands: np.ndarray, cycle: CycleState, now: float
+    ) -> np.ndarray:
+        p: _LatencyParams = self.params  # type: ignore[assignment]
+        matched = prefix_match(cycle, p.producer, len(fleet))[cands] * req.block_tokens
+        new = np.maximum(req.prompt_tokens - matched, 1.0)
+        queued = fleet.inflight_tokens[cands]
+        ctx = fleet.inflight_prompt_tokens[cands]
+        n = fleet.inflight_reqs[cands]
+        work = queued + new
+        steps = np.ceil(work / p.chunkTokens)
+        prefill = work * self._tok + steps * (self._over + ctx * self._kv) + new * (matched + new / 2) * self._attn
+        step = self._over + np.maximum(self._w, (n + 1) * self._tok) + (ctx + req.prompt_tokens) * self._kv
+        cost = prefill + p.tpotWeight * p.expectedOutputTokens * step
+        return _min(cost) / cost
