@@ -248,14 +248,14 @@ def bench(
             _fail(f"--param expects key=value, got {kv!r}")
         params[k] = yaml.safe_load(v)
     overrides = {"num_gpu_blocks": num_gpu_blocks} if num_gpu_blocks else {}
-    spec = BenchSpec(
-        policies=[p.strip() for p in policies.split(",") if p.strip()], endpoints=endpoints, profile=profile,
-        workload=workload if trace is None else None, trace=trace, trace_format=trace_format,
-        workload_params=params, load=load, rate=rate, time_scale=time_scale, sample=sample, limit=requests,
-        seed=seed, slo_ttft_s=slo_ttft_ms / 1e3, slo_tpot_s=slo_tpot_ms / 1e3,
-        scrape_interval_s=scrape_interval_ms / 1e3, pooled_ceiling=not no_ceiling, profile_overrides=overrides,
-    )  # fmt: skip
     try:
+        spec = BenchSpec(
+            policies=[p.strip() for p in policies.split(",") if p.strip()], endpoints=endpoints, profile=profile,
+            workload=workload if trace is None else None, trace=trace, trace_format=trace_format,
+            workload_params=params, load=load, rate=rate, time_scale=time_scale, sample=sample, limit=requests,
+            seed=seed, slo_ttft_s=slo_ttft_ms / 1e3, slo_tpot_s=slo_tpot_ms / 1e3,
+            scrape_interval_s=scrape_interval_ms / 1e3, pooled_ceiling=not no_ceiling, profile_overrides=overrides,
+        )  # fmt: skip
         run_bench(spec, Path(json) if json else None)
     except (RastosError, ValueError, TypeError) as exc:
         _fail(str(exc))

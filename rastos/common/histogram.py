@@ -43,7 +43,8 @@ class Histogram:
         done = 0
         for i in range(bisect_left(bounds, a), len(bounds)):
             # values ≤ bound: j ≤ (bound − a)/b
-            upto = min(k, int((bounds[i] - a) // b) + 1)
+            x = (bounds[i] - a) / b  # may be huge (tiny b): compare before converting
+            upto = k if x >= k else int(x) + 1
             if upto > done:
                 counts[i] += (upto - done) * n
                 done = upto

@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from rastos.engine.core import EngineCore, StepOutput
 from rastos.engine.request import EngineRequest, RequestStatus
 
@@ -28,6 +30,7 @@ class DecodeRun:
     k_max: int  # steps until the first sequence finishes (or the KV pool would run dry)
     a: float  # duration of the first step
     b: float  # growth of the step duration per step
+    first_new_block: np.ndarray | None = None  # per sequence, the step needing its next block (sorted)
 
     def end(self, k: int) -> float:
         """End time of the ``k``-th step (k ≥ 1)."""
@@ -57,11 +60,15 @@ def kv_usage_during(core: EngineCore, run: DecodeRun, t: float) -> float:
     if run.end(j) <= t:
         j = min(j + 1, run.k_max)
     bs = core.block_size
-    need = 0
-    for r in core.running:
-        extra = -(-(r.num_computed_tokens + j) // bs) - len(r.blocks)
-        if extra > 0:
-            need += extra
+    j1 = run.first_new_block
+    if j1 is None:  # once per run: scrapes come many times a run on a big batch
+        # sequence r needs ceil((c_r + j)/bs) - len(blocks_r) extra blocks by step j, that is
+        # 1 + (j - j1_r) // bs from step j1_r = len(blocks_r)·bs - c_r + 1 on
+        j1 = run.first_new_block = np.sort(
+            np.fromiter((len(r.blocks) * bs - r.num_computed_tokens + 1 for r in core.running), dtype=np.int64)
+        )
+    due = j1[: int(np.searchsorted(j1, j, side="right"))]
+    need = due.size + int(((j - due) // bs).sum())
     return 1.0 - (core.kv.num_free_blocks - need) / (core.kv.num_gpu_blocks - 1)
 
 
@@ -127,7 +134,7 @@ def apply_decode_run(core: EngineCore, run: DecodeRun, k: int) -> StepOutput:
         while j < k:
             needs.append((j, order, r))
             j += bs
-    needs.sort(key=lambda x: (x[0], x[1]))
+    needs.sort()  # (step, running order) is unique: the request itself is never compared
     for _, _, r in needs:
         kv._allocate_into(r.blocks, 1)
     out = StepOutput()

@@ -14,6 +14,8 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from rastos.engine.hashing import BlockHash
 
 __all__ = ["EngineRequest", "RequestStatus", "SeededTokens"]
@@ -152,11 +154,11 @@ class EngineRequest:
     def token_slice(self, start: int, end: int) -> list[int]:
         """Tokens ``[start, end)`` of prompt + output without building the whole list."""
         p = self.num_prompt_tokens
-        if end <= p:
-            return list(self.prompt_token_ids[start:end])
         if start >= p:
             return self.outputs(start - p, end - p)
-        return list(self.prompt_token_ids[start:]) + self.outputs(0, end - p)
+        head = self.prompt_token_ids[start:end]
+        head = head.tolist() if isinstance(head, np.ndarray) else list(head)
+        return head if end <= p else head + self.outputs(0, end - p)
 
     def __repr__(self) -> str:
         return (

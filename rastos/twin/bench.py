@@ -105,7 +105,6 @@ WORKLOADS: dict[str, WorkloadSpec] = {
             _mean_out(p["output_len"]),
         ),
         {
-            "sessions": 600,
             "turns": 4,
             "tenants": 16,
             "system_prompt_len": 3000,
@@ -113,6 +112,7 @@ WORKLOADS: dict[str, WorkloadSpec] = {
             "output_len": (64, 256),
             "think_time": 3.0,
         },
+        {"sessions": 75},
     ),
 }
 
@@ -147,6 +147,20 @@ class BenchSpec:
     coalesce: bool = True
     pooled_ceiling: bool = True
     profile_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.trace is None and (self.workload or "shared-prefix") not in WORKLOADS:
+            raise ConfigError(f"unknown workload {self.workload!r}; built-in workloads: {', '.join(WORKLOADS)}")
+        if not self.policies:
+            raise ConfigError("give at least one policy")
+        if self.endpoints < 1:
+            raise ConfigError("endpoints must be at least 1")
+        if self.load <= 0 or (self.rate is not None and self.rate <= 0):
+            raise ConfigError("load and rate must be positive")
+        if not 0 < self.sample <= 1 or self.time_scale <= 0:
+            raise ConfigError("sample must be in (0, 1] and time_scale positive")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError("requests must be at least 1")
 
     def resolved_profile(self) -> EngineProfile:
         p = load_profile(self.profile)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rastos.twin.sim import SimResult
+from rastos.twin.records import SimResult
 
 __all__ = ["plot_load", "plot_ttft_cdf"]
 

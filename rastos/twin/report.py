@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from rastos.twin.sim import RequestRecord, SimResult
+from rastos.twin.records import RequestRecord, SimResult
 
 __all__ = ["SLO", "summarize"]
 

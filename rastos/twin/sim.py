@@ -14,18 +14,17 @@ when a request arrives at that engine, so a run's cost grows with events, not to
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
-import numpy as np
-
-from rastos.analysis.analyzer import block_hashes
 from rastos.engine.coalesce import DecodeRun, apply_decode_run, kv_usage_during, plan_decode_run
 from rastos.engine.core import EngineConfig, EngineCore, StepOutput, StepPlan
+from rastos.engine.polyhash import prefix_hashes
 from rastos.engine.profile import EngineProfile
 from rastos.engine.request import EngineRequest
 from rastos.sched.accounting import InflightAccounting, Ticket
@@ -33,6 +32,7 @@ from rastos.sched.fleet import Endpoint, FleetState
 from rastos.sched.request import SchedRequest
 from rastos.sched.scheduler import NoCandidates, Scheduler
 from rastos.twin.ceiling import PooledCeiling
+from rastos.twin.records import RequestRecord, SimResult
 from rastos.workload.model import OutputTokens, WorkloadRequest, output_token_list
 
 __all__ = ["RequestRecord", "SimResult", "Simulation", "TwinConfig"]
@@ -50,53 +50,12 @@ class TwinConfig:
     scrape_interval: float = 0.05
     scrape_lag: float = 0.0
     coalesce: bool = True
-    hash_algo: str = "xxh3_64"
+    hash_algo: str = "poly64"  # the engines' block hash: vectorised (see rastos.engine.polyhash)
     policy: str = "fcfs"
     model: str = "model"
     sample_interval: float = 1.0  # per-endpoint load samples for plots
     seed: int = 0  # seeds the scheduler's random choices (tie-breaks, sampling pickers)
     pooled_ceiling: bool = True  # also run one fleet-sized LRU cache over the stream
-
-
-@dataclass(slots=True)
-class RequestRecord:
-    id: int
-    endpoint: int
-    arrival: float
-    first_token: float = math.nan
-    finish: float = math.nan
-    prompt_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
-    queue_time: float = math.nan
-    preemptions: int = 0
-    tenant: str | None = None
-    priority: int = 0
-    status: str = "ok"  # ok | rejected (too long) | dropped (no endpoint / admission)
-
-    @property
-    def ttft(self) -> float:
-        return self.first_token - self.arrival
-
-    @property
-    def e2e(self) -> float:
-        return self.finish - self.arrival
-
-    @property
-    def tpot(self) -> float:
-        if self.output_tokens > 1:
-            return (self.finish - self.first_token) / (self.output_tokens - 1)
-        return math.nan
-
-
-@dataclass
-class SimResult:
-    records: list[RequestRecord]
-    engines: list[EngineCore]
-    duration: float
-    load_samples: list[tuple[float, list[int]]] = field(default_factory=list)
-    routed_blocks: int = 0
-    pooled_hit_rate: float | None = None
 
 
 class _Engine:
@@ -145,7 +104,10 @@ class Simulation:
             self.fleet.set_cache_info(i, p.block_size, p.num_gpu_blocks)
         self.accounting = InflightAccounting(self.fleet, scheduler)
         self.block_tokens = scheduler.block_tokens or 64
-        self.block_bytes = self.block_tokens * 4
+        self.hasher = self.engines[0].core.hasher if self.engines else None  # one algorithm and seed fleet-wide
+        # The router's blocks as whole runs of engine blocks: its chained hashes are then every
+        # k-th engine hash (same prefix, same identity), no second pass over the prompt.
+        self._router_stride = self.block_tokens // p.block_size if self.block_tokens % p.block_size == 0 else 0
         self._heap: list[tuple[float, int, int, object]] = []
         self._seq = itertools.count()
         self._workload: Iterator[WorkloadRequest] = iter(workload)
@@ -191,6 +153,27 @@ class Simulation:
         self._next_open_arrival()
         next_sample = 0.0
         heap = self._heap
+        # Millions of long-lived objects (records, cached blocks) and no reference cycles on the
+        # hot path: collect rarely, else the cyclic GC's full passes grow with the run.
+        thresholds = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(200_000, 50, 100)
+        try:
+            self._loop(heap, next_sample)
+        finally:
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
+        return SimResult(
+            self.records,
+            [e.core for e in self.engines],
+            self.now,
+            self.load_samples,
+            self.routed_blocks,
+            self.ceiling.rate if self.ceiling is not None else None,
+        )
+
+    def _loop(self, heap: list, next_sample: float) -> None:
+        cfg = self.cfg
         while heap:
             t, kind, _, payload = heapq.heappop(heap)
             self.now = t
@@ -213,14 +196,6 @@ class Simulation:
                 if t >= next_sample and cfg.sample_interval > 0:
                     self.load_samples.append((t, [e.core.num_running + e.core.num_waiting for e in self.engines]))
                     next_sample = t + cfg.sample_interval
-        return SimResult(
-            self.records,
-            [e.core for e in self.engines],
-            self.now,
-            self.load_samples,
-            self.routed_blocks,
-            self.ceiling.rate if self.ceiling is not None else None,
-        )
 
     # ------------------------------------------------------------------ scraping
     def _scrape(self, i: int) -> None:
@@ -246,12 +221,21 @@ class Simulation:
             rec.status = "rejected"
             self._drop_children(w.id)
             return
-        data = prompt.astype(np.uint32, copy=False).tobytes()
+        engine_hashes = None
+        if self.hasher is not None and self.engines[0].core.config.enable_prefix_caching:
+            engine_hashes = self.hasher.hash_blocks(prompt, 0, None, w.lora)
+        if not self.scheduler.block_tokens:
+            router_hashes = []
+        elif engine_hashes is not None and self._router_stride and w.lora is None:
+            k = self._router_stride
+            router_hashes = engine_hashes[k - 1 : k * 2048 : k]
+        else:
+            router_hashes = prefix_hashes(prompt, self.block_tokens, 2048)
         req = SchedRequest(
             request_id=str(w.id),
             model=w.model if w.model in self.fleet.known_models() else self.cfg.model,
             prompt_tokens=w.prompt_tokens,
-            block_hashes=block_hashes(data, self.block_bytes, 2048) if self.scheduler.block_tokens else [],
+            block_hashes=router_hashes,
             block_tokens=self.block_tokens,
             lora=w.lora,
             tenant=w.tenant,
@@ -287,6 +271,7 @@ class Simulation:
             arrival_time=now,
             user_data=w,
         )
+        ereq.block_hashes = engine_hashes
         ereq.output_token_ids = None  # outputs are a function of the position: count only
         ereq.token_fn = partial(_outputs, w.id)
         self._tickets[w.id] = (ticket, req, rec)

@@ -31,7 +31,7 @@ def output_tokens(request_id: int, start: int, n: int) -> np.ndarray:
 
 def output_token_list(request_id: int, start: int, n: int) -> list[int]:
     """:func:`output_tokens` as a list (plain Python: faster for the few a block needs)."""
-    if n > 256:
+    if n > 32:
         return output_tokens(request_id, start, n).tolist()
     base = _base(request_id)
     m = VOCAB - 256

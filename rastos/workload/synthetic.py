@@ -108,9 +108,15 @@ def chat_sessions(
     output_len: OutputLen = (64, 256),
     think_time: float = 2.0,
     session_rate: float | Sequence[tuple[float, float]] = 2.0,
+    n: int | None = None,
     model: str = "model",
     seed: int = 0,
 ) -> Iterator[WorkloadRequest]:
+    """``n`` (if given) caps the total number of requests, and sets ``sessions`` to fit it."""
+    if turns < 1 or tenants < 1:
+        raise ValueError("turns and tenants must be at least 1")
+    if n is not None:
+        sessions = -(-n // turns)
     rng = np.random.default_rng(seed)
     systems = [random_tokens(rng, system_prompt_len) for _ in range(tenants)]
     rid = 0
@@ -136,3 +142,5 @@ def chat_sessions(
             parts.extend([q, output_tokens(rid, 0, out)])
             parent = rid
             rid += 1
+            if n is not None and rid >= n:
+                return

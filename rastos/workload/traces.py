@@ -1,7 +1,9 @@
 """Trace replay: Mooncake JSONL, Azure LLM inference CSV, and a generic JSONL.
 
-All loaders stream requests in timestamp order, with ``time_scale`` (multiplies timestamps:
-0.5 replays twice as fast) and ``sample`` (keep each request with that probability, seeded).
+All loaders yield requests in timestamp order (a file out of order is sorted, stably; prompts
+are still synthesised lazily, one request at a time), with ``time_scale`` (multiplies
+timestamps: 0.5 replays twice as fast), ``sample`` (keep each request with that probability,
+seeded) and ``limit`` (stop after that many). Request ids are 0, 1, ... in replay order.
 
 - **Mooncake** (``timestamp`` ms, ``input_length``, ``output_length``, ``hash_ids``): each
   512-token block id becomes 512 token ids, token ``p`` a hash of (id, p, seed), so equal ids
@@ -24,7 +26,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -41,6 +43,28 @@ MOONCAKE_BLOCK = 512
 
 def _keep(rng: np.random.Generator, sample: float) -> bool:
     return sample >= 1.0 or rng.random() < sample
+
+
+def _in_order(rows: Iterable[tuple[float, object]]) -> list[tuple[float, object]]:
+    """``(timestamp, row)`` pairs sorted by timestamp (stable), parsed up front: cheap rows,
+    no prompts yet."""
+    out = list(rows)
+    if any(out[i][0] > out[i + 1][0] for i in range(len(out) - 1)):
+        out.sort(key=lambda x: x[0])
+    return out
+
+
+def _replay(rows: Iterable[tuple[float, object]], make: Callable[[int, float, object], WorkloadRequest],
+            *, time_scale: float, sample: float, limit: int | None, seed: int) -> Iterator[WorkloadRequest]:  # fmt: skip
+    rng = np.random.default_rng(seed)
+    n = 0
+    for ts, row in _in_order(rows):
+        if limit is not None and n >= limit:
+            return
+        if not _keep(rng, sample):
+            continue
+        yield make(n, ts * time_scale, row)
+        n += 1
 
 
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -68,52 +92,53 @@ def _prompt_from_blocks(ids: list[int], n_tokens: int, seed: int) -> np.ndarray:
 
 def mooncake(path: str | Path, *, time_scale: float = 1.0, sample: float = 1.0, limit: int | None = None,
              model: str = "model", seed: int = 0) -> Iterator[WorkloadRequest]:  # fmt: skip
-    rng = np.random.default_rng(seed)
-    out = 0
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                ts, n_in, n_out, ids = (
-                    row["timestamp"],
-                    int(row["input_length"]),
-                    int(row["output_length"]),
-                    row["hash_ids"],
-                )
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ConfigError(f"{path}:{lineno}: not a Mooncake record ({exc})") from None
-            if not _keep(rng, sample):
-                continue
-            prompt = _prompt_from_blocks(ids, n_in, seed)
-            yield WorkloadRequest(out, ts / 1000.0 * time_scale, prompt, max(1, n_out), model=model)
-            out += 1
-            if limit is not None and out >= limit:
-                return
+    def rows() -> Iterator[tuple[float, tuple[int, int, list[int]]]]:
+        with open(path) as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    rec = (int(row["input_length"]), int(row["output_length"]), list(row["hash_ids"]))
+                    yield float(row["timestamp"]) / 1000.0, rec
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ConfigError(f"{path}:{lineno}: not a Mooncake record ({exc})") from None
+
+    def make(i: int, t: float, rec: tuple[int, int, list[int]]) -> WorkloadRequest:  # type: ignore[override]
+        n_in, n_out, ids = rec
+        return WorkloadRequest(i, t, _prompt_from_blocks(ids, n_in, seed), max(1, n_out), model=model)
+
+    return _replay(rows(), make, time_scale=time_scale, sample=sample, limit=limit, seed=seed)  # type: ignore[arg-type]
 
 
 def azure(path: str | Path, *, time_scale: float = 1.0, sample: float = 1.0, limit: int | None = None,
           model: str = "model", seed: int = 0) -> Iterator[WorkloadRequest]:  # fmt: skip
-    rng = np.random.default_rng(seed)
-    t0: datetime | None = None
-    out = 0
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                ts = datetime.fromisoformat(row["TIMESTAMP"].strip()[:26])
-                n_in, n_out = int(row["ContextTokens"]), int(row["GeneratedTokens"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ConfigError(f"{path}: not an Azure LLM trace row ({exc})") from None
-            if t0 is None:
-                t0 = ts
-            if not _keep(rng, sample):
-                continue
-            yield WorkloadRequest(out, (ts - t0).total_seconds() * time_scale, random_tokens(rng, max(1, n_in)),
-                                  max(1, n_out), model=model)  # fmt: skip
-            out += 1
-            if limit is not None and out >= limit:
-                return
+    def rows() -> Iterator[tuple[float, tuple[int, int]]]:
+        t0: datetime | None = None
+        with open(path, newline="") as f:
+            for lineno, row in enumerate(csv.DictReader(f), 2):
+                try:
+                    ts = datetime.fromisoformat(row["TIMESTAMP"].strip()[:26])
+                    rec = (int(row["ContextTokens"]), int(row["GeneratedTokens"]))
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    raise ConfigError(f"{path}:{lineno}: not an Azure LLM trace row ({exc})") from None
+                if t0 is None:
+                    t0 = ts
+                yield (ts - t0).total_seconds(), rec
+
+    rng = np.random.default_rng(seed + 1)
+
+    def make(i: int, t: float, rec: tuple[int, int]) -> WorkloadRequest:  # type: ignore[override]
+        n_in, n_out = rec
+        return WorkloadRequest(i, t, random_tokens(rng, max(1, n_in)), max(1, n_out), model=model)
+
+    reqs = _replay(rows(), make, time_scale=time_scale, sample=sample, limit=limit, seed=seed)  # type: ignore[arg-type]
+    first: float | None = None
+    for r in reqs:  # an unsorted file's earliest row may not be its first: start the clock at 0
+        if first is None:
+            first = r.arrival
+        r.arrival -= first
+        yield r
 
 
 def generic_jsonl(path: str | Path, *, time_scale: float = 1.0, sample: float = 1.0, limit: int | None = None,
@@ -121,45 +146,51 @@ def generic_jsonl(path: str | Path, *, time_scale: float = 1.0, sample: float = 
     from rastos.engine.tokenizer import BuiltinTokenizer
 
     tok = BuiltinTokenizer()
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed + 1)
     prefixes: dict[str, np.ndarray] = {}
-    out = 0
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                ts = float(row["timestamp"]) if "timestamp" in row else float(row["timestamp_ms"]) / 1000.0
-                if "token_ids" in row:
-                    body = np.asarray(row["token_ids"], dtype=np.int32)
-                elif "prompt" in row:
-                    body = np.asarray(tok.encode(str(row["prompt"])), dtype=np.int32)
-                else:
-                    body = random_tokens(rng, int(row["prompt_tokens"]))
-                group = row.get("prefix_group")
-                if group is not None:
-                    pre = prefixes.get(group)
-                    if pre is None:
-                        n_pre = int(row.get("prefix_tokens", 512))
-                        gseed = int.from_bytes(
-                            hashlib.blake2b(f"{group}:{seed}".encode(), digest_size=8).digest(), "big"
-                        )
-                        pre = prefixes[group] = np.random.default_rng(gseed).integers(
-                            256, 128000, size=n_pre, dtype=np.int32
-                        )
-                    body = np.concatenate([pre, body])
-                n_out = int(row.get("output_tokens", 128))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ConfigError(f"{path}:{lineno}: bad record ({exc}); see docs/workloads.md") from None
-            if not _keep(rng, sample):
-                continue
-            yield WorkloadRequest(out, ts * time_scale, body, max(1, n_out), model=str(row.get("model", model)),
-                                  tenant=row.get("tenant"), session=row.get("session"),
-                                  priority=int(row.get("priority", 0)))  # fmt: skip
-            out += 1
-            if limit is not None and out >= limit:
-                return
+
+    def rows() -> Iterator[tuple[float, tuple[int, dict]]]:
+        with open(path) as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    if not isinstance(row, dict):
+                        raise TypeError("a record must be a JSON object")
+                    ts = float(row["timestamp"]) if "timestamp" in row else float(row["timestamp_ms"]) / 1000.0
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ConfigError(f"{path}:{lineno}: bad record ({exc}); see docs/workloads.md") from None
+                yield ts, (lineno, row)
+
+    def make(i: int, t: float, rec: tuple[int, dict]) -> WorkloadRequest:  # type: ignore[override]
+        lineno, row = rec
+        try:
+            if "token_ids" in row:
+                body = np.asarray(row["token_ids"], dtype=np.int32)
+            elif "prompt" in row:
+                body = np.asarray(tok.encode(str(row["prompt"])), dtype=np.int32)
+            else:
+                body = random_tokens(rng, int(row["prompt_tokens"]))
+            group = row.get("prefix_group")
+            if group is not None:
+                pre = prefixes.get(group)
+                if pre is None:
+                    n_pre = int(row.get("prefix_tokens", 512))
+                    gseed = int.from_bytes(hashlib.blake2b(f"{group}:{seed}".encode(), digest_size=8).digest(), "big")
+                    pre = prefixes[group] = np.random.default_rng(gseed).integers(256, 128000, size=n_pre,
+                                                                                  dtype=np.int32)  # fmt: skip
+                body = np.concatenate([pre, body])
+            n_out = int(row.get("output_tokens", 128))
+            priority = int(row.get("priority", 0))
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
+            raise ConfigError(f"{path}:{lineno}: bad record ({exc}); see docs/workloads.md") from None
+        tenant, session = row.get("tenant"), row.get("session")
+        return WorkloadRequest(i, t, body, max(1, n_out), model=str(row.get("model", model)),
+                               tenant=None if tenant is None else str(tenant),
+                               session=None if session is None else str(session), priority=priority)  # fmt: skip
+
+    return _replay(rows(), make, time_scale=time_scale, sample=sample, limit=limit, seed=seed)  # type: ignore[arg-type]
 
 
 def load_trace(path: str | Path, fmt: str | None = None, **kw: object) -> Iterator[WorkloadRequest]:

@@ -1,7 +1,10 @@
 import hashlib
 
 import cbor2
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rastos.engine.hashing import BlockHasher, wire_hash
 
@@ -24,7 +27,7 @@ def test_default_seed_is_vllms_fixed_string(monkeypatch):
     assert h.none_hash == hashlib.sha256(cbor2.dumps("vllm-none-hash", canonical=True)).digest()
 
 
-@pytest.mark.parametrize("algo", ["sha256", "sha256_cbor", "builtin"])
+@pytest.mark.parametrize("algo", ["sha256", "sha256_cbor", "builtin", "poly64"])
 def test_chain_fingerprints_the_prefix(algo):
     h = BlockHasher(algo, block_size=16)
     a = list(range(64))
@@ -47,6 +50,55 @@ def test_extra_keys_lora_on_every_block_salt_on_first():
     assert plain[0] != lora[0] and plain[1] != lora[1]
     assert salted[0] != plain[0]
     assert h.extra_keys(1, None, "s") is None  # salt only in block 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    toks=st.lists(st.integers(0, 2**31 - 1), min_size=0, max_size=90),
+    lora=st.sampled_from([None, "ad1"]),
+    salt=st.sampled_from([None, "s"]),
+    split=st.integers(0, 6),
+)
+def test_poly64_vectorised_equals_block_by_block(toks, lora, salt, split):
+    """The whole-prompt numpy pass, the incremental extension and hash_one all agree."""
+    h = BlockHasher("poly64", block_size=8)
+    whole = h.hash_blocks(np.asarray(toks, dtype=np.int32), 0, None, lora, salt)
+    parent = None
+    one_by_one = []
+    for i in range(len(toks) // 8):
+        parent = h.hash_one(parent, toks[i * 8 : (i + 1) * 8], h.extra_keys(i, lora, salt))
+        one_by_one.append(parent)
+    assert whole == one_by_one
+    k = min(split, len(whole))
+    if k:
+        assert h.hash_blocks(toks, k, whole[k - 1], lora, salt) == whole[k:]
+    if whole:
+        other = h.hash_blocks(toks, 0, None, None if lora else "zz", salt)
+        assert other[-1] != whole[-1]  # extra keys change every hash
+
+
+def test_poly64_distinguishes_many_prefixes():
+    """No collisions among 200k blocks of random prompts sharing prefixes."""
+    rng = np.random.default_rng(0)
+    h = BlockHasher("poly64", block_size=16)
+    base = rng.integers(0, 128000, 16 * 50)
+    seen: set[int] = set()
+    total = 0
+    for _ in range(2000):
+        t = base.copy()
+        t[rng.integers(0, t.size)] = rng.integers(0, 128000)
+        hs = h.hash_blocks(t, 0, None)
+        seen.update(hs)
+        total += len(hs)
+    # identical prefixes share hashes; distinct ones must not collide: count distinct prefixes
+    distinct: set[bytes] = set()
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 128000, 16 * 50)
+    for _ in range(2000):
+        t = base.copy()
+        t[rng.integers(0, t.size)] = rng.integers(0, 128000)
+        distinct.update(t[: 16 * (i + 1)].tobytes() for i in range(50))
+    assert len(seen) == len(distinct)
 
 
 def test_builtin_is_deterministic_across_processes():
