@@ -5,7 +5,8 @@ use against the pooled ceiling, load balance, queueing and preemptions.
 plus the twin's extra figures. ITL comes from the engines' per-step inter-token histograms
 (fine log-spaced buckets aggregated over engines). The pooled ceiling is the prefix hit rate a
 single LRU cache holding the whole fleet's KV blocks would reach on the same request stream
-(arrival order, answers inserted after their prompts): the best any router could do.
+(arrival order, answers inserted after their prompts): what perfect routing would
+roughly reach (LRU, not an optimal cache, so a router can land a little above it).
 """
 
 from __future__ import annotations
