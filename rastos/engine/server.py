@@ -276,7 +276,10 @@ class SimEngineServer:
         if stream:
             assert resp is not None
             if outcome == "ok":
-                await resp.write_eof()
+                try:
+                    await resp.write_eof()
+                except ConnectionResetError:  # the client left after the last chunk: nothing to tell it
+                    log.debug("client went away before the end of stream %s", rid)
             return resp
         if outcome != "ok":
             raise APIError(500, f"request aborted: {outcome}")

@@ -320,5 +320,8 @@ class Proxy:
             return resp
         gw.scheduler.complete(req, ep, now, out_tokens)
         gw.data.report_success(ep)
-        await resp.write_eof()
+        try:
+            await resp.write_eof()
+        except ConnectionResetError:  # the client left after the last chunk: nothing to tell it
+            log.debug("request %s: client went away before the end of stream", rid)
         return resp

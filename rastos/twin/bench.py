@@ -221,7 +221,7 @@ def run_bench(spec: BenchSpec, json_path: Path | None = None, console: Console |
     results: dict[str, dict[str, Any]] = {}
     raw: dict[str, SimResult] = {}
     walls: dict[str, float] = {}
-    with Progress(console=console, transient=False) as progress:
+    with Progress(console=console, transient=False, refresh_per_second=4) as progress:
         for name, sched in schedulers.items():
             total = spec.limit
             if total is None and spec.trace is None:

@@ -38,6 +38,7 @@ from rastos.workload.model import OutputTokens, WorkloadRequest, output_token_li
 __all__ = ["RequestRecord", "SimResult", "Simulation", "TwinConfig"]
 
 _ARRIVE, _STEP, _SCRAPE = 0, 1, 2
+_PROGRESS_EVERY = 256  # arrivals per progress callback: a bar update costs microseconds
 
 
 _outputs = output_token_list
@@ -117,6 +118,7 @@ class Simulation:
         self.records: list[RequestRecord] = []
         self._tickets: dict[int, tuple[Ticket, SchedRequest, RequestRecord]] = {}
         self.on_progress = on_progress
+        self._unreported = 0
         self.now = 0.0
         self.load_samples: list[tuple[float, list[int]]] = []
         self.routed_blocks = 0
@@ -163,6 +165,9 @@ class Simulation:
         finally:
             gc.set_threshold(*thresholds)
             gc.unfreeze()
+        if self._unreported and self.on_progress is not None:
+            self.on_progress(self._unreported)
+            self._unreported = 0
         return SimResult(
             self.records,
             [e.core for e in self.engines],
@@ -213,8 +218,10 @@ class Simulation:
         rec = RequestRecord(w.id, -1, now, prompt_tokens=w.prompt_tokens, tenant=w.tenant, priority=w.priority)
         self.records.append(rec)
         self._alive.discard(w.id)  # re-added once admitted
-        if self.on_progress is not None:
-            self.on_progress(1)
+        self._unreported += 1
+        if self._unreported >= _PROGRESS_EVERY and self.on_progress is not None:
+            self.on_progress(self._unreported)
+            self._unreported = 0
         prompt = w.prompt
         p = self.cfg.profile
         if w.prompt_tokens == 0 or w.prompt_tokens + w.max_tokens > p.max_model_len:

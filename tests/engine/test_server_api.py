@@ -260,3 +260,26 @@ async def test_time_scale_reports_simulated_latencies():
     e2e = srv.engine.stats.e2e
     # 100 decode steps of ~7.8 ms at batch 1 in simulated time, however fast the wall clock ran
     assert e2e.count == 1 and 0.7 <= e2e.sum <= 0.95, e2e.sum
+
+
+async def test_client_gone_at_end_of_stream_is_not_an_error(monkeypatch, caplog):
+    """A client that closes right after ``[DONE]`` makes the final chunk write fail; that is an
+    ordinary disconnect, not an unhandled server error."""
+    from aiohttp import ClientConnectionResetError, web
+
+    async def gone(self):
+        raise ClientConnectionResetError("Cannot write to closing transport")
+
+    monkeypatch.setattr(web.StreamResponse, "write_eof", gone)
+    async with running_server(time_scale=0.01) as srv:
+        body = {"model": "sim-model", "prompt": "hello", "max_tokens": 3, "stream": True, "ignore_eos": True}
+        async with aiohttp.ClientSession() as s:
+            async with s.post(base_url(srv) + "/v1/completions", json=body) as r:
+                assert r.status == 200
+                async for line in r.content:  # the chunked body never ends: write_eof "failed"
+                    if line.startswith(b"data: [DONE]"):
+                        break
+                else:
+                    raise AssertionError("no [DONE]")
+        assert srv.engine.stats.request_success["length"] == 1
+    assert not [rec for rec in caplog.records if rec.levelname == "ERROR"]
