@@ -14,9 +14,8 @@ that grows with events, not tokens.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass
-
-import numpy as np
 
 from rastos.engine.core import EngineCore, StepOutput
 from rastos.engine.request import EngineRequest, RequestStatus
@@ -30,7 +29,7 @@ class DecodeRun:
     k_max: int  # steps until the first sequence finishes (or the KV pool would run dry)
     a: float  # duration of the first step
     b: float  # growth of the step duration per step
-    first_new_block: np.ndarray | None = None  # per sequence, the step needing its next block (sorted)
+    first_new_block: list[int] | None = None  # per sequence, the step needing its next block (sorted)
 
     def end(self, k: int) -> float:
         """End time of the ``k``-th step (k ≥ 1)."""
@@ -64,11 +63,11 @@ def kv_usage_during(core: EngineCore, run: DecodeRun, t: float) -> float:
     if j1 is None:  # once per run: scrapes come many times a run on a big batch
         # sequence r needs ceil((c_r + j)/bs) - len(blocks_r) extra blocks by step j, that is
         # 1 + (j - j1_r) // bs from step j1_r = len(blocks_r)·bs - c_r + 1 on
-        j1 = run.first_new_block = np.sort(
-            np.fromiter((len(r.blocks) * bs - r.num_computed_tokens + 1 for r in core.running), dtype=np.int64)
-        )
-    due = j1[: int(np.searchsorted(j1, j, side="right"))]
-    need = due.size + int(((j - due) // bs).sum())
+        j1 = run.first_new_block = sorted([len(r.blocks) * bs - r.num_computed_tokens + 1 for r in core.running])
+    due = bisect_right(j1, j)
+    need = due
+    if due and j - j1[0] >= bs:  # some sequence needs a second block (long runs only)
+        need += sum((j - x) // bs for x in j1[:due])
     return 1.0 - (core.kv.num_free_blocks - need) / (core.kv.num_gpu_blocks - 1)
 
 
@@ -76,6 +75,9 @@ def plan_decode_run(core: EngineCore, now: float, min_steps: int = 2) -> DecodeR
     """A run of at least ``min_steps`` decode steps starting at ``now``, if the state allows."""
     running = core.running
     if not running or len(core.waiting):
+        return None
+    last = running[-1]  # a request that just started is last: check it before the whole batch
+    if last.num_computed_tokens != last.num_prompt_tokens + last.n_out - 1:
         return None
     bs = core.block_size
     max_len = core.max_model_len

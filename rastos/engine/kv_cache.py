@@ -5,10 +5,15 @@ so ``kv_cache_usage_perc = 1 - free/(num_gpu_blocks - 1)``. A block whose refere
 drops to zero goes back on the free queue but keeps its hash: it stays a prefix-cache hit
 until it is reused for other data (then it is evicted, and a ``BlockRemoved`` event says so).
 
-The free queue is an ``OrderedDict`` used as vLLM's doubly linked list: the front is evicted
-first, ``del`` removes a block that a cache hit revives in O(1). A finished request's blocks
-are appended tail first, so its last blocks are evicted before its shared prefix; blocks
-without a hash are put at the front, reused before anything cached.
+The free queue has vLLM's order (the front is evicted first; a finished request's blocks are
+appended tail first, so its last blocks are evicted before its shared prefix; blocks without a
+hash go to the front, reused before anything cached) but not its doubly linked list: a cache
+hit that revives a free block does not unlink it. The queue is a ``deque`` with lazy deletion:
+an entry is live if its block is still free and it is that block's last entry (``_occ``
+counts entries per block); stale ones are skipped when popped, and the deque is compacted when
+it grows past twice the pool. Why: the twin frees and revives hundreds of blocks per request
+on hundreds of engines, and an ``OrderedDict`` insert/delete per block (hash table plus linked
+node, cache misses each) was its largest single cost; an append is one store.
 
 Events are recorded as plain tuples-in-dataclasses only when asked for, so the twin pays
 nothing for them.
@@ -16,8 +21,9 @@ nothing for them.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from dataclasses import dataclass
+from operator import countOf
 
 from rastos.engine.hashing import BlockHash
 from rastos.engine.request import EngineRequest
@@ -65,7 +71,12 @@ class KVCacheManager:
         self.enable_caching = enable_caching
         self.ref_cnt = [0] * num_gpu_blocks
         self.block_hash: list[BlockHash | None] = [None] * num_gpu_blocks
-        self.free: OrderedDict[int, None] = OrderedDict.fromkeys(range(1, num_gpu_blocks))
+        # Free queue: unhashed free blocks (front, all live), then hashed ones (lazy; see above).
+        self._front: deque[int] = deque()
+        self._queue: deque[int] = deque(range(1, num_gpu_blocks))
+        self._occ = [1] * num_gpu_blocks
+        self._occ[0] = 0
+        self._num_free = num_gpu_blocks - 1
         self.cached: dict[BlockHash, int] = {}
         self.record_events = record_events
         self.events: list[KVEvent] = []
@@ -73,16 +84,28 @@ class KVCacheManager:
     # ----------------------------------------------------------------- pool-level state
     @property
     def num_free_blocks(self) -> int:
-        return len(self.free)
+        return self._num_free
 
     @property
     def usage(self) -> float:
         """vLLM's ``kv_cache_usage_perc``: cached blocks with ref_cnt 0 count as free."""
-        return 1.0 - len(self.free) / (self.num_gpu_blocks - 1)
+        return 1.0 - self._num_free / (self.num_gpu_blocks - 1)
 
     @property
     def num_used_blocks(self) -> int:
-        return self.num_gpu_blocks - 1 - len(self.free)
+        return self.num_gpu_blocks - 1 - self._num_free
+
+    def free_blocks(self) -> list[int]:
+        """The free queue in eviction order (front first); O(pool), for tests and debugging."""
+        ref = self.ref_cnt
+        seen: set[int] = set()
+        tail: list[int] = []
+        for b in reversed(self._queue):  # a block's last entry is its live one
+            if b not in seen:
+                seen.add(b)
+                if ref[b] == 0:
+                    tail.append(b)
+        return list(self._front) + tail[::-1]
 
     def take_events(self) -> list[KVEvent]:
         ev, self.events = self.events, []
@@ -92,6 +115,10 @@ class KVCacheManager:
         """Forget every cached hash; refused (False) while any block is in use, as in vLLM."""
         if self.num_used_blocks:
             return False
+        # Every block is free: keep the queue's order, all of it now unhashed, at the front.
+        self._front.extend(self.free_blocks()[len(self._front) :])
+        self._queue.clear()
+        self._occ = [0] * self.num_gpu_blocks
         for b, h in enumerate(self.block_hash):
             if h is not None:
                 self.block_hash[b] = None
@@ -133,21 +160,15 @@ class KVCacheManager:
         if need < 0:
             need = 0
         ref = self.ref_cnt
-        revive = 0
-        if n_hit:
-            for b in new_computed:  # type: ignore[union-attr]
-                if ref[b] == 0:
-                    revive += 1
-        if need + revive > len(self.free):
+        revive = countOf(map(ref.__getitem__, new_computed), 0) if n_hit else 0  # type: ignore[arg-type]
+        if need + revive > self._num_free:
             return False
         blocks = req.blocks
         if n_hit:
-            free = self.free
             for b in new_computed:  # type: ignore[union-attr]
-                if ref[b] == 0:
-                    del free[b]
-                ref[b] += 1
-                blocks.append(b)
+                ref[b] += 1  # a revived block's queue entry goes stale: skipped when popped
+            blocks.extend(new_computed)  # type: ignore[arg-type]
+            self._num_free -= revive
             req.num_cached_blocks = len(blocks)
         if need:
             self._allocate_into(blocks, need)
@@ -158,11 +179,22 @@ class KVCacheManager:
         return True
 
     def _allocate_into(self, blocks: list[int], n: int) -> None:
-        free = self.free
         ref = self.ref_cnt
         bh = self.block_hash
+        front = self._front
+        queue = self._queue
+        occ = self._occ
+        self._num_free -= n
         for _ in range(n):
-            b, _ = free.popitem(last=False)
+            if front:
+                b = front.popleft()
+            else:
+                while True:
+                    b = queue.popleft()
+                    o = occ[b] - 1
+                    occ[b] = o
+                    if o == 0 and ref[b] == 0:
+                        break
             h = bh[b]
             if h is not None:  # evict the cached content this block held
                 bh[b] = None
@@ -218,16 +250,34 @@ class KVCacheManager:
     def free_request(self, req: EngineRequest) -> None:
         """Release ``req``'s blocks: tail first to the back, unhashed ones to the front."""
         ref = self.ref_cnt
-        free = self.free
         bh = self.block_hash
+        queue = self._queue
+        occ = self._occ
+        freed = 0
         for b in reversed(req.blocks):
-            ref[b] -= 1
-            if ref[b] == 0:
-                free[b] = None
+            r = ref[b] - 1
+            ref[b] = r
+            if r == 0:
+                freed += 1
                 if bh[b] is None:
-                    free.move_to_end(b, last=False)
+                    self._front.appendleft(b)
+                else:
+                    queue.append(b)
+                    occ[b] += 1
+        self._num_free += freed
         req.blocks = []
         req.num_cached_blocks = 0
+        if len(queue) > 2 * self.num_gpu_blocks:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the queue's stale entries (amortised: runs after ≥ a pool's worth of frees)."""
+        ref = self.ref_cnt
+        live = [b for b in self.free_blocks()[len(self._front) :] if ref[b] == 0]
+        self._queue = deque(live)
+        occ = self._occ = [0] * self.num_gpu_blocks
+        for b in live:
+            occ[b] = 1
 
     def cached_hashes(self) -> set[BlockHash]:
         """Every hash currently hit-able (for tests that check events against contents)."""

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
+
 from rastos.engine.coalesce import DecodeRun, apply_decode_run, kv_usage_during, plan_decode_run
 from rastos.engine.core import EngineConfig, EngineCore, StepOutput, StepPlan
 from rastos.engine.polyhash import prefix_hashes
@@ -33,7 +35,7 @@ from rastos.sched.request import SchedRequest
 from rastos.sched.scheduler import NoCandidates, Scheduler
 from rastos.twin.ceiling import PooledCeiling
 from rastos.twin.records import RequestRecord, SimResult
-from rastos.workload.model import OutputTokens, WorkloadRequest, output_token_list
+from rastos.workload.model import OutputTokens, WorkloadRequest, output_token_list, output_tokens
 
 __all__ = ["RequestRecord", "SimResult", "Simulation", "TwinConfig"]
 
@@ -229,13 +231,19 @@ class Simulation:
             self._drop_children(w.id)
             return
         engine_hashes = None
+        prompt_blocks = w.prompt_tokens // p.block_size
         if self.hasher is not None and self.engines[0].core.config.enable_prefix_caching:
-            engine_hashes = self.hasher.hash_blocks(prompt, 0, None, w.lora)
+            # Hashes ahead: the twin's outputs are a pure function of (request, position), so the
+            # blocks the answer will complete are hashed now with the prompt, in one vectorised
+            # pass, instead of one by one as decoding completes them. The engine reads a
+            # request's hashes only up to its computed tokens, so this changes no result.
+            tokens = np.concatenate((prompt, output_tokens(w.id, 0, w.max_tokens)))
+            engine_hashes = self.hasher.hash_blocks(tokens, 0, None, w.lora)
         if not self.scheduler.block_tokens:
             router_hashes = []
         elif engine_hashes is not None and self._router_stride and w.lora is None:
             k = self._router_stride
-            router_hashes = engine_hashes[k - 1 : k * 2048 : k]
+            router_hashes = engine_hashes[k - 1 : min(k * 2048, prompt_blocks) : k]
         else:
             router_hashes = prefix_hashes(prompt, self.block_tokens, 2048)
         req = SchedRequest(
@@ -287,7 +295,7 @@ class Simulation:
         self._sync_for_arrival(e)
         e.core.add_request(ereq)
         if self.ceiling is not None and ereq.block_hashes is not None:
-            self.ceiling.lookup_and_insert(ereq.block_hashes, w.prompt_tokens, p.block_size)
+            self.ceiling.lookup_and_insert(ereq.block_hashes[:prompt_blocks], w.prompt_tokens, p.block_size)
         if not e.busy:
             self._start_step(e, now)
 
@@ -378,6 +386,7 @@ class Simulation:
                 rec.first_token = r.first_token_time
             self._alive.discard(w.id)
             if self.ceiling is not None and r.block_hashes:
-                self.ceiling.insert(r.block_hashes[w.prompt_tokens // self.cfg.profile.block_size :])
+                bs = self.cfg.profile.block_size
+                self.ceiling.insert(r.block_hashes[w.prompt_tokens // bs : r.num_tokens // bs])
             for child in self._children.pop(w.id, []):
                 self._push(now + child.think_time, _ARRIVE, child)

@@ -118,7 +118,78 @@ def test_block_accounting_invariants(ops):
             for b in lr.blocks:
                 refs[b] += 1
         assert refs[1:] == kv.ref_cnt[1:]
-        assert set(kv.free) == {b for b in range(1, 16) if refs[b] == 0}
+        assert set(kv.free_blocks()) == {b for b in range(1, 16) if refs[b] == 0}
         assert cached_by_events == kv.cached_hashes()
         for hsh, b in kv.cached.items():
             assert kv.block_hash[b] == hsh
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.integers(1, 30), st.integers(0, 2), st.booleans()),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_free_queue_order_matches_vllms_linked_list(ops):
+    """The lazy free queue hands out and evicts blocks in exactly the order vLLM's doubly linked
+    list does (modelled here with an OrderedDict): revived blocks leave the queue, a freed
+    request's blocks go to the back tail first, unhashed ones to the front. Long runs exercise
+    compaction (the pool is small, so the deque outgrows twice its size)."""
+    from collections import OrderedDict
+
+    h = BlockHasher("builtin", BS)
+    kv = KVCacheManager(12, BS)
+    model: OrderedDict[int, None] = OrderedDict.fromkeys(range(1, 12))
+    refs = [0] * 12
+    live: list[EngineRequest] = []
+    for i, (prefix, n, free_k, reset) in enumerate(ops * 3):
+        tokens = [prefix] * min(n, 8) + list(range(1000 + i * 50, 1000 + i * 50 + max(0, n - 8)))
+        r = make_req(f"r{i}", tokens, h)
+        hits = kv.get_computed_blocks(r)
+        revived = [b for b in hits if refs[b] == 0]
+        if kv.allocate_slots(r, r.num_tokens - len(hits) * BS, hits):
+            r.num_computed_tokens = r.num_tokens
+            for b in revived:
+                del model[b]
+            for b in r.blocks[len(hits) :]:  # fresh blocks come off the model's front, in order
+                assert model.popitem(last=False)[0] == b
+            for b in r.blocks:
+                refs[b] += 1
+            live.append(r)
+        for _ in range(min(free_k, len(live))):
+            gone = live.pop(0)
+            blocks = list(gone.blocks)
+            kv.free_request(gone)
+            for b in reversed(blocks):
+                refs[b] -= 1
+                if refs[b] == 0:
+                    model[b] = None
+                    if kv.block_hash[b] is None:
+                        model.move_to_end(b, last=False)
+        if reset and not live:
+            assert kv.reset_prefix_cache()
+        assert kv.free_blocks() == list(model)
+        assert kv.num_free_blocks == len(model)
+        assert all(kv.block_hash[b] == hsh for hsh, b in kv.cached.items())
+        assert sum(x is not None for x in kv.block_hash) == len(kv.cached)
+
+
+def test_blocks_computed_twice_concurrently_stay_registered_once():
+    """Two requests that compute the same blocks without a cache hit (both scheduled before
+    either registered them): the first keeps the hashes, the second's copies stay unhashed and
+    go back to the front of the free queue, reused first."""
+    h = BlockHasher("builtin", BS)
+    for record in (False, True):  # the bulk path and the event-recording path
+        kv = KVCacheManager(20, BS, record_events=record)
+        a = make_req("a", list(range(16)), h)
+        b = make_req("b", list(range(16)), h)
+        assert kv.allocate_slots(a, 16) and kv.allocate_slots(b, 16)
+        assert {kv.cached[x] for x in a.block_hashes} == set(a.blocks)
+        assert all(kv.block_hash[blk] is None for blk in b.blocks)
+        b_blocks = list(b.blocks)
+        kv.free_request(b)
+        assert kv.free_blocks()[:4] == b_blocks
+        kv.free_request(a)
+        assert kv.free_blocks()[:4] == b_blocks and len(kv.cached) == 4
