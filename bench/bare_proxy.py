@@ -33,7 +33,10 @@ def make_app(upstreams: list[str]) -> web.Application:
         assert tr is not None
         ex.set_sink(lambda c: tr.write(b"%x\r\n%b\r\n" % (len(c), c)))
         await ex.done
-        await resp.write_eof()
+        try:
+            await resp.write_eof()
+        except ConnectionResetError:  # the client read [DONE] and left first: not an error
+            pass
         return resp
 
     async def ready(request: web.Request) -> web.Response:

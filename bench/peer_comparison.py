@@ -58,7 +58,7 @@ def main() -> None:
     ap.add_argument("--endpoints", type=int, default=8)
     ap.add_argument("--load", type=float, default=0.8)
     ap.add_argument("--trace", default=os.environ.get("RASTOS_MOONCAKE_TRACE", str(TRACE)))
-    ap.add_argument("--json", default="peer_comparison.json")
+    ap.add_argument("--json", default="out/peer_comparison.json")
     args = ap.parse_args()
     console = Console(width=200)
     results: dict[str, dict[str, list[dict]]] = {}
@@ -95,6 +95,7 @@ def main() -> None:
     for name, fig, ours, peer, val, better in verdicts:
         v.add_row(name, fig, f"{ours:,.2f}", peer, f"{val:,.2f}", f"{ours / val:.3f}", "yes" if better else "NO")
     console.print(v)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_bytes(orjson.dumps({"results": results, "verdicts": verdicts},
                                              option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))  # fmt: skip
     console.print(f"wrote {args.json}")
