@@ -272,8 +272,7 @@ class KVCacheManager:
 
     def _compact(self) -> None:
         """Drop the queue's stale entries (amortised: runs after ≥ a pool's worth of frees)."""
-        ref = self.ref_cnt
-        live = [b for b in self.free_blocks()[len(self._front) :] if ref[b] == 0]
+        live = self.free_blocks()[len(self._front) :]
         self._queue = deque(live)
         occ = self._occ = [0] * self.num_gpu_blocks
         for b in live:
