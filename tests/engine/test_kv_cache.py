@@ -193,3 +193,32 @@ def test_blocks_computed_twice_concurrently_stay_registered_once():
         assert kv.free_blocks()[:4] == b_blocks
         kv.free_request(a)
         assert kv.free_blocks()[:4] == b_blocks and len(kv.cached) == 4
+
+
+def test_stale_entries_are_compacted_and_order_survives():
+    """A prefix hit over and over revives the same blocks: each revival leaves a stale queue
+    entry. The deque must stay bounded (compaction) and keep vLLM's order through it."""
+    from collections import OrderedDict
+
+    h = BlockHasher("builtin", BS)
+    kv = KVCacheManager(8, BS)
+    model: OrderedDict[int, None] = OrderedDict.fromkeys(range(1, 8))
+    longest = 0
+    for i in range(60):
+        r = make_req(f"r{i}", [7] * 8 + [100 + i], h)  # 2 shared full blocks + 1 token
+        hits = kv.get_computed_blocks(r)
+        for b in hits:
+            del model[b]
+        assert kv.allocate_slots(r, r.num_tokens - len(hits) * BS, hits)
+        for b in r.blocks[len(hits) :]:
+            assert model.popitem(last=False)[0] == b
+        blocks = list(r.blocks)
+        kv.free_request(r)
+        for b in reversed(blocks):
+            model[b] = None
+            if kv.block_hash[b] is None:
+                model.move_to_end(b, last=False)
+        longest = max(longest, len(kv._queue))
+        assert kv.free_blocks() == list(model)
+    assert i >= 2 and len(hits) == 2
+    assert longest <= 2 * 8 + 3  # compacted, not grown by 2 entries per request
