@@ -97,15 +97,19 @@ class KVCacheManager:
 
     def free_blocks(self) -> list[int]:
         """The free queue in eviction order (front first); O(pool), for tests and debugging."""
+        return list(self._front) + self._live_queue()
+
+    def _live_queue(self) -> list[int]:
+        """The hashed part of the free queue without its stale entries, in order; O(pool)."""
         ref = self.ref_cnt
         seen: set[int] = set()
-        tail: list[int] = []
+        live: list[int] = []
         for b in reversed(self._queue):  # a block's last entry is its live one
             if b not in seen:
                 seen.add(b)
                 if ref[b] == 0:
-                    tail.append(b)
-        return list(self._front) + tail[::-1]
+                    live.append(b)
+        return live[::-1]
 
     def take_events(self) -> list[KVEvent]:
         ev, self.events = self.events, []
@@ -116,7 +120,7 @@ class KVCacheManager:
         if self.num_used_blocks:
             return False
         # Every block is free: keep the queue's order, all of it now unhashed, at the front.
-        self._front.extend(self.free_blocks()[len(self._front) :])
+        self._front.extend(self._live_queue())
         self._queue.clear()
         self._occ = [0] * self.num_gpu_blocks
         for b, h in enumerate(self.block_hash):
@@ -251,6 +255,7 @@ class KVCacheManager:
         """Release ``req``'s blocks: tail first to the back, unhashed ones to the front."""
         ref = self.ref_cnt
         bh = self.block_hash
+        front = self._front
         queue = self._queue
         occ = self._occ
         freed = 0
@@ -260,7 +265,7 @@ class KVCacheManager:
             if r == 0:
                 freed += 1
                 if bh[b] is None:
-                    self._front.appendleft(b)
+                    front.appendleft(b)
                 else:
                     queue.append(b)
                     occ[b] += 1
@@ -272,7 +277,7 @@ class KVCacheManager:
 
     def _compact(self) -> None:
         """Drop the queue's stale entries (amortised: runs after ≥ a pool's worth of frees)."""
-        live = self.free_blocks()[len(self._front) :]
+        live = self._live_queue()
         self._queue = deque(live)
         occ = self._occ = [0] * self.num_gpu_blocks
         for b in live:

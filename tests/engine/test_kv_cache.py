@@ -124,6 +124,36 @@ def test_block_accounting_invariants(ops):
             assert kv.block_hash[b] == hsh
 
 
+class FreeListModel:
+    """vLLM's free block queue as an OrderedDict, with the reference counts that drive it."""
+
+    def __init__(self, num_gpu_blocks: int) -> None:
+        from collections import OrderedDict
+
+        self.queue: OrderedDict[int, None] = OrderedDict.fromkeys(range(1, num_gpu_blocks))
+        self.refs = [0] * num_gpu_blocks
+
+    def admit(self, hits: list[int], n_fresh: int) -> list[int]:
+        """A request takes its prefix hits (revived off the queue) and ``n_fresh`` new blocks
+        from the front; returns the new ones in hand-out order."""
+        for b in hits:
+            if self.refs[b] == 0:
+                del self.queue[b]
+        fresh = [self.queue.popitem(last=False)[0] for _ in range(n_fresh)]
+        for b in (*hits, *fresh):
+            self.refs[b] += 1
+        return fresh
+
+    def release(self, blocks: list[int], block_hash: list) -> None:
+        """Tail first to the back; a block without a hash to the front."""
+        for b in reversed(blocks):
+            self.refs[b] -= 1
+            if self.refs[b] == 0:
+                self.queue[b] = None
+                if block_hash[b] is None:
+                    self.queue.move_to_end(b, last=False)
+
+
 @settings(max_examples=80, deadline=None)
 @given(
     st.lists(
@@ -137,41 +167,28 @@ def test_free_queue_order_matches_vllms_linked_list(ops):
     list does (modelled here with an OrderedDict): revived blocks leave the queue, a freed
     request's blocks go to the back tail first, unhashed ones to the front. Long runs exercise
     compaction (the pool is small, so the deque outgrows twice its size)."""
-    from collections import OrderedDict
-
     h = BlockHasher("builtin", BS)
     kv = KVCacheManager(12, BS)
-    model: OrderedDict[int, None] = OrderedDict.fromkeys(range(1, 12))
-    refs = [0] * 12
+    model = FreeListModel(12)
     live: list[EngineRequest] = []
     for i, (prefix, n, free_k, reset) in enumerate(ops * 3):
         tokens = [prefix] * min(n, 8) + list(range(1000 + i * 50, 1000 + i * 50 + max(0, n - 8)))
         r = make_req(f"r{i}", tokens, h)
         hits = kv.get_computed_blocks(r)
-        revived = [b for b in hits if refs[b] == 0]
         if kv.allocate_slots(r, r.num_tokens - len(hits) * BS, hits):
             r.num_computed_tokens = r.num_tokens
-            for b in revived:
-                del model[b]
-            for b in r.blocks[len(hits) :]:  # fresh blocks come off the model's front, in order
-                assert model.popitem(last=False)[0] == b
-            for b in r.blocks:
-                refs[b] += 1
+            fresh = r.blocks[len(hits) :]  # fresh blocks come off the model's front, in order
+            assert model.admit(hits, len(fresh)) == fresh
             live.append(r)
         for _ in range(min(free_k, len(live))):
             gone = live.pop(0)
             blocks = list(gone.blocks)
             kv.free_request(gone)
-            for b in reversed(blocks):
-                refs[b] -= 1
-                if refs[b] == 0:
-                    model[b] = None
-                    if kv.block_hash[b] is None:
-                        model.move_to_end(b, last=False)
+            model.release(blocks, kv.block_hash)
         if reset and not live:
             assert kv.reset_prefix_cache()
-        assert kv.free_blocks() == list(model)
-        assert kv.num_free_blocks == len(model)
+        assert kv.free_blocks() == list(model.queue)
+        assert kv.num_free_blocks == len(model.queue)
         assert all(kv.block_hash[b] == hsh for hsh, b in kv.cached.items())
         assert sum(x is not None for x in kv.block_hash) == len(kv.cached)
 
@@ -181,7 +198,7 @@ def test_blocks_computed_twice_concurrently_stay_registered_once():
     either registered them): the first keeps the hashes, the second's copies stay unhashed and
     go back to the front of the free queue, reused first."""
     h = BlockHasher("builtin", BS)
-    for record in (False, True):  # the bulk path and the event-recording path
+    for record in (False, True):  # with and without KV events recorded
         kv = KVCacheManager(20, BS, record_events=record)
         a = make_req("a", list(range(16)), h)
         b = make_req("b", list(range(16)), h)
@@ -198,27 +215,19 @@ def test_blocks_computed_twice_concurrently_stay_registered_once():
 def test_stale_entries_are_compacted_and_order_survives():
     """A prefix hit over and over revives the same blocks: each revival leaves a stale queue
     entry. The deque must stay bounded (compaction) and keep vLLM's order through it."""
-    from collections import OrderedDict
-
     h = BlockHasher("builtin", BS)
     kv = KVCacheManager(8, BS)
-    model: OrderedDict[int, None] = OrderedDict.fromkeys(range(1, 8))
+    model = FreeListModel(8)
     longest = 0
     for i in range(60):
         r = make_req(f"r{i}", [7] * 8 + [100 + i], h)  # 2 shared full blocks + 1 token
         hits = kv.get_computed_blocks(r)
-        for b in hits:
-            del model[b]
         assert kv.allocate_slots(r, r.num_tokens - len(hits) * BS, hits)
-        for b in r.blocks[len(hits) :]:
-            assert model.popitem(last=False)[0] == b
+        assert model.admit(hits, len(r.blocks) - len(hits)) == r.blocks[len(hits) :]
         blocks = list(r.blocks)
         kv.free_request(r)
-        for b in reversed(blocks):
-            model[b] = None
-            if kv.block_hash[b] is None:
-                model.move_to_end(b, last=False)
+        model.release(blocks, kv.block_hash)
         longest = max(longest, len(kv._queue))
-        assert kv.free_blocks() == list(model)
+        assert kv.free_blocks() == list(model.queue)
     assert i >= 2 and len(hits) == 2
     assert longest <= 2 * 8 + 3  # compacted, not grown by 2 entries per request
