@@ -63,7 +63,7 @@ def kv_usage_during(core: EngineCore, run: DecodeRun, t: float) -> float:
     if j1 is None:  # once per run: scrapes come many times a run on a big batch
         # sequence r needs ceil((c_r + j)/bs) - len(blocks_r) extra blocks by step j, that is
         # 1 + (j - j1_r) // bs from step j1_r = len(blocks_r)·bs - c_r + 1 on
-        j1 = run.first_new_block = sorted([len(r.blocks) * bs - r.num_computed_tokens + 1 for r in core.running])
+        j1 = run.first_new_block = sorted([r.num_blocks * bs - r.num_computed_tokens + 1 for r in core.running])
     due = bisect_right(j1, j)
     need = due
     if due and j - j1[0] >= bs:  # some sequence needs a second block (long runs only)
@@ -132,13 +132,13 @@ def apply_decode_run(core: EngineCore, run: DecodeRun, k: int) -> StepOutput:
     needs: list[tuple[int, int, EngineRequest]] = []
     for order, r in enumerate(running):
         c0 = r.num_computed_tokens
-        j = len(r.blocks) * bs - c0  # step whose new token needs one more block
+        j = r.num_blocks * bs - c0  # step whose new token needs one more block
         while j < k:
             needs.append((j, order, r))
             j += bs
     needs.sort()  # (step, running order) is unique: the request itself is never compared
     for _, _, r in needs:
-        kv._allocate_into(r.blocks, 1)
+        kv.append_block(r)
     out = StepOutput()
     max_len = core.max_model_len
     for r in running:

@@ -177,7 +177,7 @@ class EngineCore:
             num_new = req.num_prompt_tokens + req.n_out - computed
             if (
                 num_new == 1
-                and computed < len(req.blocks) * bs
+                and computed < req.num_blocks * bs
                 and (not caching or (computed + 1) // bs <= req.num_cached_blocks)
             ):
                 # Decode fast path: the token fits the last block and completes none.

@@ -144,6 +144,14 @@ class BlockHasher:
             return _xxh(_token_bytes(tokens), _seed(p, extra))
         return self._fn((p, tuple(tokens), extra))
 
+    def hash_blocks_array(self, token_ids: np.ndarray, lora_name: str | None = None) -> np.ndarray | None:
+        """:meth:`hash_blocks` from block 0 (no cache salt) as a uint64 array, for poly64
+        (the twin's hash); None for the other algorithms."""
+        if not self.poly:
+            return None
+        lora = polyhash.key_digest((lora_name,)) if lora_name else 0
+        return polyhash.chain_hashes_array(token_ids, self.block_size, self.none_hash, lora)  # type: ignore[arg-type]
+
     def hash_blocks(
         self,
         token_ids: Sequence[int],

@@ -5,30 +5,52 @@ so ``kv_cache_usage_perc = 1 - free/(num_gpu_blocks - 1)``. A block whose refere
 drops to zero goes back on the free queue but keeps its hash: it stays a prefix-cache hit
 until it is reused for other data (then it is evicted, and a ``BlockRemoved`` event says so).
 
-The free queue has vLLM's order (the front is evicted first; a finished request's blocks are
-appended tail first, so its last blocks are evicted before its shared prefix; blocks without a
-hash go to the front, reused before anything cached) but not its doubly linked list: a cache
-hit that revives a free block does not unlink it. The queue is a ``deque`` with lazy deletion:
-an entry is live if its block is still free and it is that block's last entry (``_occ``
-counts entries per block); stale ones are skipped when popped, and the deque is compacted when
-it grows past twice the pool. Why: the twin frees and revives hundreds of blocks per request
-on hundreds of engines, and an ``OrderedDict`` insert/delete per block (hash table plus linked
-node, cache misses each) was its largest single cost; an append is one store.
+The free queue is vLLM's doubly linked list: the front is evicted first; a cache hit on a
+free block unlinks it; a finished request's blocks are appended tail first, so its last
+blocks are evicted before its shared prefix; blocks without a hash go to the front, reused
+before anything cached. The per-block loops are compiled (:mod:`rastos.engine.kv_native`,
+which says why); this class holds the arrays and speaks in requests.
 
-Events are recorded as plain tuples-in-dataclasses only when asked for, so the twin pays
-nothing for them.
+A request's blocks live in an int32 buffer on it (``req.blk[:req.num_blocks]``; ``req.blocks``
+is the list view), its hashes' 64-bit keys in ``req.hash_keys`` (:func:`request_keys`). Hashes
+are stored as their wire value (what KV events carry, :func:`block_key`), so ``BlockRemoved``
+and :meth:`KVCacheManager.cached_hashes` report wire values. Events are recorded only when
+asked for, so the twin pays nothing for them.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
-from operator import countOf
 
-from rastos.engine.hashing import BlockHash
+import numpy as np
+
+from rastos.engine import kv_native as nat
+from rastos.engine.hashing import BlockHash, wire_hash
 from rastos.engine.request import EngineRequest
 
-__all__ = ["AllBlocksCleared", "BlockRemoved", "BlockStored", "KVCacheManager", "KVEvent"]
+__all__ = [
+    "AllBlocksCleared",
+    "BlockRemoved",
+    "BlockStored",
+    "KVCacheManager",
+    "KVEvent",
+    "block_key",
+    "request_keys",
+    "set_request_keys",
+]
+
+_TOP = 1 << 63
+
+
+def block_key(h: BlockHash) -> int:
+    """A block hash as the pool stores it: its wire value as a signed 64-bit int (0, the
+    empty mark, taken as 1: a 2⁻⁶⁴ alias)."""
+    w = wire_hash(h) or 1
+    return w - (_TOP << 1) if w >= _TOP else w
+
+
+def _wire(k: int) -> int:
+    return k + (_TOP << 1) if k < 0 else k
 
 
 @dataclass(slots=True)
@@ -42,7 +64,7 @@ class BlockStored:
 
 @dataclass(slots=True)
 class BlockRemoved:
-    block_hashes: list[BlockHash]
+    block_hashes: list[int]  # wire values
 
 
 @dataclass(slots=True)
@@ -51,6 +73,41 @@ class AllBlocksCleared:
 
 
 KVEvent = BlockStored | BlockRemoved | AllBlocksCleared
+
+
+def request_keys(req: EngineRequest, n: int) -> np.ndarray:
+    """The first ``n`` block keys of ``req`` (int64), kept on the request and extended as its
+    hash list grows (amortised: a decoding request adds one key at a time)."""
+    have = req.num_hash_keys
+    if have < n:
+        hashes = req.block_hashes
+        assert hashes is not None
+        new = hashes[have:]
+        if have == 0 and new and isinstance(new[0], int):
+            arr = np.array(new, dtype=np.uint64).view(np.int64)
+            arr[arr == 0] = 1
+        else:
+            arr = req.hash_keys
+            if arr is None or arr.shape[0] < len(hashes):
+                grown = np.empty(max(16, 2 * len(hashes)), dtype=np.int64)
+                if have:
+                    grown[:have] = arr[:have]  # type: ignore[index]
+                arr = grown
+            arr[have : len(hashes)] = [block_key(h) for h in new]
+        req.hash_keys = arr
+        req.num_hash_keys = len(hashes)
+    return req.hash_keys  # type: ignore[return-value]
+
+
+def set_request_keys(req: EngineRequest, hashes: np.ndarray) -> None:
+    """Give ``req`` its block hashes as a uint64 array, keys and all (no list of ints)."""
+    keys = hashes.view(np.int64)
+    if not keys.all():
+        keys = keys.copy()
+        keys[keys == 0] = 1
+    req.block_hashes = hashes  # type: ignore[assignment]
+    req.hash_keys = keys
+    req.num_hash_keys = keys.shape[0]
 
 
 class KVCacheManager:
@@ -66,178 +123,172 @@ class KVCacheManager:
     ) -> None:
         if num_gpu_blocks < 2:
             raise ValueError("num_gpu_blocks must be at least 2 (block 0 is the null block)")
-        self.num_gpu_blocks = num_gpu_blocks
+        n = num_gpu_blocks
+        self.num_gpu_blocks = n
         self.block_size = block_size
         self.enable_caching = enable_caching
-        self.ref_cnt = [0] * num_gpu_blocks
-        self.block_hash: list[BlockHash | None] = [None] * num_gpu_blocks
-        # Free queue: unhashed free blocks (front, all live), then hashed ones (lazy; see above).
-        self._front: deque[int] = deque()
-        self._queue: deque[int] = deque(range(1, num_gpu_blocks))
-        self._occ = [1] * num_gpu_blocks
-        self._occ[0] = 0
-        self._num_free = num_gpu_blocks - 1
-        self.cached: dict[BlockHash, int] = {}
+        s = nat.new_state(n)
+        self._ref, self._key, self._nxt, self._prv = s["ref"], s["key"], s["nxt"], s["prv"]
+        self._tkey, self._tblk, self._meta = s["tkey"], s["tblk"], s["meta"]
+        self._shift = 64 - (self._tkey.shape[0].bit_length() - 1)
+        self._hits = np.empty(n, dtype=np.int32)
+        self._evicted = np.empty(n, dtype=np.int64)
+        self._stored = np.empty(n, dtype=np.bool_)
+        self._no_hits = np.empty(0, dtype=np.int32)
         self.record_events = record_events
         self.events: list[KVEvent] = []
 
     # ----------------------------------------------------------------- pool-level state
     @property
     def num_free_blocks(self) -> int:
-        return self._num_free
+        return int(self._meta[nat.FREE])
 
     @property
     def usage(self) -> float:
         """vLLM's ``kv_cache_usage_perc``: cached blocks with ref_cnt 0 count as free."""
-        return 1.0 - self._num_free / (self.num_gpu_blocks - 1)
+        return 1.0 - int(self._meta[nat.FREE]) / (self.num_gpu_blocks - 1)
 
     @property
     def num_used_blocks(self) -> int:
-        return self.num_gpu_blocks - 1 - self._num_free
+        return self.num_gpu_blocks - 1 - int(self._meta[nat.FREE])
+
+    # Inspection (tests, debugging); each is O(pool).
+    @property
+    def ref_cnt(self) -> list[int]:
+        return self._ref.tolist()
+
+    @property
+    def block_hash(self) -> list[int | None]:
+        """Each block's key (wire value), None for a block without a hash."""
+        return [_wire(k) if k else None for k in self._key.tolist()]
+
+    @property
+    def cached(self) -> dict[int, int]:
+        """Wire value → block of every prefix-cache hit the pool can give."""
+        hb = np.flatnonzero(self._key)
+        return {_wire(k): b for k, b in zip(self._key[hb].tolist(), hb.tolist())}
+
+    def cached_hashes(self) -> set[int]:
+        """Every hash currently hit-able, as wire values (for tests that check events)."""
+        return set(self.cached)
 
     def free_blocks(self) -> list[int]:
-        """The free queue in eviction order (front first); O(pool), for tests and debugging."""
-        return list(self._front) + self._live_queue()
-
-    def _live_queue(self) -> list[int]:
-        """The hashed part of the free queue without its stale entries, in order; O(pool)."""
-        ref = self.ref_cnt
-        seen: set[int] = set()
-        live: list[int] = []
-        for b in reversed(self._queue):  # a block's last entry is its live one
-            if b not in seen:
-                seen.add(b)
-                if ref[b] == 0:
-                    live.append(b)
-        return live[::-1]
+        """The free queue in eviction order (front first)."""
+        out = np.empty(self.num_gpu_blocks, dtype=np.int32)
+        return out[: nat.queue_order(self._nxt, out)].tolist()
 
     def take_events(self) -> list[KVEvent]:
         ev, self.events = self.events, []
         return ev
 
     def reset_prefix_cache(self) -> bool:
-        """Forget every cached hash; refused (False) while any block is in use, as in vLLM."""
+        """Forget every cached hash; refused (False) while any block is in use, as in vLLM.
+        The queue keeps its order, every block in it now unhashed."""
         if self.num_used_blocks:
             return False
-        # Every block is free: keep the queue's order, all of it now unhashed, at the front.
-        self._front.extend(self._live_queue())
-        self._queue.clear()
-        self._occ = [0] * self.num_gpu_blocks
-        for b, h in enumerate(self.block_hash):
-            if h is not None:
-                self.block_hash[b] = None
-        self.cached.clear()
+        self._key.fill(0)
+        self._tkey.fill(0)
+        self._meta[nat.USED] = 0
         if self.record_events:
             self.events.append(AllBlocksCleared())
         return True
 
     # ----------------------------------------------------------------- request-level
-    def get_computed_blocks(self, req: EngineRequest) -> list[int]:
+    def get_computed_blocks(self, req: EngineRequest) -> np.ndarray:
         """Longest run of cached blocks from the start of ``req``'s tokens.
 
         At least one token is always left to compute (its logits are needed), so a fully
         cached prompt hits all but its last block.
         """
         if not self.enable_caching or req.block_hashes is None:
-            return []
-        max_blocks = (req.num_tokens - 1) // self.block_size
-        cached = self.cached
-        hits: list[int] = []
-        hashes = req.block_hashes
-        for i in range(min(max_blocks, len(hashes))):
-            b = cached.get(hashes[i])
-            if b is None:
-                break
-            hits.append(b)
-        return hits
+            return self._no_hits
+        m = min((req.num_tokens - 1) // self.block_size, len(req.block_hashes))
+        if m <= 0:
+            return self._no_hits
+        out = self._hits
+        n = nat.lookup_prefix(self._tkey, self._tblk, self._key, request_keys(req, m), m, self._shift, out)
+        return out[:n].copy()
 
-    def allocate_slots(self, req: EngineRequest, num_new_tokens: int, new_computed: list[int] | None = None) -> bool:
+    def allocate_slots(self, req: EngineRequest, num_new_tokens: int, new_computed=None) -> bool:  # noqa: ANN001
         """Give ``req`` room for ``num_new_tokens`` more tokens; False if the pool is short.
 
         ``new_computed`` are prefix-cache hits found by :meth:`get_computed_blocks` for a
         request leaving the waiting queue; they are revived (taken off the free queue) here.
         """
         bs = self.block_size
-        n_hit = len(new_computed) if new_computed else 0
+        n_hit = 0 if new_computed is None else len(new_computed)
+        nblk = req.num_blocks
         total = req.num_computed_tokens + n_hit * bs + num_new_tokens
-        need = -(-total // bs) - len(req.blocks) - n_hit
+        need = -(-total // bs) - nblk - n_hit
         if need < 0:
             need = 0
-        ref = self.ref_cnt
-        revive = countOf(map(ref.__getitem__, new_computed), 0) if n_hit else 0  # type: ignore[arg-type]
-        if need + revive > self._num_free:
-            return False
-        blocks = req.blocks
-        if n_hit:
-            for b in new_computed:  # type: ignore[union-attr]
-                ref[b] += 1  # a revived block's queue entry goes stale: skipped when popped
-            blocks.extend(new_computed)  # type: ignore[arg-type]
-            self._num_free -= revive
-            req.num_cached_blocks = len(blocks)
-        if need:
-            self._allocate_into(blocks, need)
+        if need or n_hit:
+            hits = self._no_hits if not n_hit else np.asarray(new_computed, dtype=np.int32)
+            blk = req.blk
+            if blk is None or blk.shape[0] < nblk + n_hit + need:
+                blk = self._grow(req, nblk + n_hit + need)
+            n_ev = nat.alloc(self._ref, self._key, self._nxt, self._prv, self._meta, hits, n_hit, need, blk, nblk,
+                             self._evicted)  # fmt: skip
+            if n_ev < 0:
+                return False
+            if n_ev and self.record_events:
+                self.events.extend(BlockRemoved([_wire(k)]) for k in self._evicted[:n_ev].tolist())
+            req.num_blocks = nblk + n_hit + need
+            if n_hit:
+                req.num_cached_blocks = nblk + n_hit
         if self.enable_caching and req.block_hashes is not None:
             upto = min(total, req.num_tokens) // bs
             if upto > req.num_cached_blocks:
                 self._cache_full_blocks(req, upto)
         return True
 
-    def _allocate_into(self, blocks: list[int], n: int) -> None:
-        ref = self.ref_cnt
-        bh = self.block_hash
-        front = self._front
-        queue = self._queue
-        occ = self._occ
-        self._num_free -= n
-        for _ in range(n):
-            if front:
-                b = front.popleft()
-            else:
-                while True:
-                    b = queue.popleft()
-                    o = occ[b] - 1
-                    occ[b] = o
-                    if o == 0 and ref[b] == 0:
-                        break
-            h = bh[b]
-            if h is not None:  # evict the cached content this block held
-                bh[b] = None
-                if self.cached.get(h) == b:
-                    del self.cached[h]
-                if self.record_events:
-                    self.events.append(BlockRemoved([h]))
-            ref[b] = 1
-            blocks.append(b)
+    def append_block(self, req: EngineRequest) -> None:
+        """One more block for a decoding request; the caller checked the pool has one and
+        registers it once full (``_cache_full_blocks``)."""
+        nblk = req.num_blocks
+        blk = req.blk
+        if blk is None or blk.shape[0] <= nblk:
+            blk = self._grow(req, nblk + 1)
+        n_ev = nat.alloc(self._ref, self._key, self._nxt, self._prv, self._meta, self._no_hits, 0, 1, blk, nblk,
+                         self._evicted)  # fmt: skip
+        assert n_ev >= 0, "append_block on an exhausted pool"
+        if n_ev and self.record_events:
+            self.events.append(BlockRemoved([_wire(int(self._evicted[0]))]))
+        req.num_blocks = nblk + 1
+
+    @staticmethod
+    def _grow(req: EngineRequest, n: int) -> np.ndarray:
+        old = req.blk
+        blk = np.empty(max(n, 2 * old.shape[0] if old is not None else 0, 8), dtype=np.int32)
+        if old is not None and req.num_blocks:
+            blk[: req.num_blocks] = old[: req.num_blocks]
+        req.blk = blk
+        return blk
 
     def _cache_full_blocks(self, req: EngineRequest, upto: int) -> None:
-        """Register blocks ``[req.num_cached_blocks, upto)`` of ``req`` under their hashes."""
+        """Register blocks ``[req.num_cached_blocks, upto)`` of ``req`` under their hashes;
+        one that another request computed concurrently (its hash is cached) stays unhashed."""
         start = req.num_cached_blocks
         hashes = req.block_hashes
         assert hashes is not None
-        upto = min(upto, len(hashes))
-        blocks = req.blocks
-        cached = self.cached
-        bh = self.block_hash
-        run_start = -1
-        for i in range(start, upto):
-            h = hashes[i]
-            b = blocks[i]
-            if h in cached:  # another request computed the same block concurrently
-                if run_start >= 0:
-                    self._emit_stored(req, run_start, i)
-                    run_start = -1
-                continue
-            cached[h] = b
-            bh[b] = h
-            if run_start < 0:
-                run_start = i
-        if run_start >= 0:
-            self._emit_stored(req, run_start, upto)
-        req.num_cached_blocks = max(upto, start)
+        upto = min(upto, len(hashes), req.num_blocks)
+        if upto <= start:
+            return
+        keys = request_keys(req, upto)
+        stored = self._stored
+        nat.cache_blocks(self._tkey, self._tblk, self._key, self._meta, req.blk, keys, start, upto, self._shift, stored)
+        req.num_cached_blocks = upto
+        if self.record_events:
+            run = -1
+            for i in range(start, upto + 1):
+                if i < upto and stored[i - start]:
+                    if run < 0:
+                        run = i
+                elif run >= 0:
+                    self._emit_stored(req, run, i)
+                    run = -1
 
     def _emit_stored(self, req: EngineRequest, i: int, j: int) -> None:
-        if not self.record_events:
-            return
         hashes = req.block_hashes
         assert hashes is not None
         bs = self.block_size
@@ -253,36 +304,7 @@ class KVCacheManager:
 
     def free_request(self, req: EngineRequest) -> None:
         """Release ``req``'s blocks: tail first to the back, unhashed ones to the front."""
-        ref = self.ref_cnt
-        bh = self.block_hash
-        front = self._front
-        queue = self._queue
-        occ = self._occ
-        freed = 0
-        for b in reversed(req.blocks):
-            r = ref[b] - 1
-            ref[b] = r
-            if r == 0:
-                freed += 1
-                if bh[b] is None:
-                    front.appendleft(b)
-                else:
-                    queue.append(b)
-                    occ[b] += 1
-        self._num_free += freed
-        req.blocks = []
+        if req.num_blocks:
+            nat.free_blocks(self._ref, self._key, self._nxt, self._prv, self._meta, req.blk, req.num_blocks)
+        req.num_blocks = 0
         req.num_cached_blocks = 0
-        if len(queue) > 2 * self.num_gpu_blocks:
-            self._compact()
-
-    def _compact(self) -> None:
-        """Drop the queue's stale entries (amortised: runs after ≥ a pool's worth of frees)."""
-        live = self._live_queue()
-        self._queue = deque(live)
-        occ = self._occ = [0] * self.num_gpu_blocks
-        for b in live:
-            occ[b] = 1
-
-    def cached_hashes(self) -> set[BlockHash]:
-        """Every hash currently hit-able (for tests that check events against contents)."""
-        return set(self.cached)

@@ -52,18 +52,21 @@ class EngineRequest:
 
     __slots__ = (
         "arrival_time",
+        "blk",
         "block_hashes",
-        "blocks",
         "cache_salt",
         "eos_at",
         "finish_reason",
         "finished_time",
         "first_scheduled_time",
         "first_token_time",
+        "hash_keys",
         "last_token_time",
         "lora_name",
         "max_tokens",
         "n_out",
+        "num_blocks",
+        "num_hash_keys",
         "next_token",
         "num_cached_blocks",
         "num_cached_tokens",
@@ -117,10 +120,13 @@ class EngineRequest:
         self.status = RequestStatus.WAITING
         self.num_computed_tokens = 0
         self.num_scheduled = 0
-        self.blocks: list[int] = []
+        self.blk: np.ndarray | None = None  # KV block ids, first num_blocks of them (int32)
+        self.num_blocks = 0
         self.num_cached_blocks = 0
         # Hashes of full blocks; None means "engine computes them on arrival".
         self.block_hashes: list[BlockHash] | None = block_hashes
+        self.hash_keys: np.ndarray | None = None  # their first num_hash_keys as the KV pool's keys
+        self.num_hash_keys = 0
         self.num_cached_tokens = -1
         self.num_preemptions = 0
         self.arrival_time = arrival_time
@@ -135,6 +141,11 @@ class EngineRequest:
     @property
     def num_tokens(self) -> int:
         return self.num_prompt_tokens + self.n_out
+
+    @property
+    def blocks(self) -> list[int]:
+        """The KV blocks held, in order (a copy)."""
+        return [] if self.blk is None else self.blk[: self.num_blocks].tolist()
 
     @property
     def num_output_tokens(self) -> int:

@@ -26,6 +26,7 @@ import numpy as np
 
 from rastos.engine.coalesce import DecodeRun, apply_decode_run, kv_usage_during, plan_decode_run
 from rastos.engine.core import EngineConfig, EngineCore, StepOutput, StepPlan
+from rastos.engine.kv_cache import set_request_keys
 from rastos.engine.polyhash import prefix_hashes
 from rastos.engine.profile import EngineProfile
 from rastos.engine.request import EngineRequest
@@ -44,6 +45,10 @@ _PROGRESS_EVERY = 256  # arrivals per progress callback: a bar update costs micr
 
 
 _outputs = output_token_list
+
+
+def _ints(hashes: list[int] | np.ndarray) -> list[int]:
+    return hashes.tolist() if isinstance(hashes, np.ndarray) else hashes
 
 
 @dataclass
@@ -238,12 +243,16 @@ class Simulation:
             # pass, instead of one by one as decoding completes them. The engine reads a
             # request's hashes only up to its computed tokens, so this changes no result.
             tokens = np.concatenate((prompt, output_tokens(w.id, 0, w.max_tokens)))
-            engine_hashes = self.hasher.hash_blocks(tokens, 0, None, w.lora)
+            engine_hashes = self.hasher.hash_blocks_array(tokens, w.lora)  # poly64: kept as an array
+            if engine_hashes is None:
+                engine_hashes = self.hasher.hash_blocks(tokens, 0, None, w.lora)
         if not self.scheduler.block_tokens:
             router_hashes = []
         elif engine_hashes is not None and self._router_stride and w.lora is None:
             k = self._router_stride
             router_hashes = engine_hashes[k - 1 : min(k * 2048, prompt_blocks) : k]
+            if isinstance(router_hashes, np.ndarray):
+                router_hashes = router_hashes.tolist()
         else:
             router_hashes = prefix_hashes(prompt, self.block_tokens, 2048)
         req = SchedRequest(
@@ -286,7 +295,10 @@ class Simulation:
             arrival_time=now,
             user_data=w,
         )
-        ereq.block_hashes = engine_hashes
+        if isinstance(engine_hashes, np.ndarray):
+            set_request_keys(ereq, engine_hashes)
+        else:
+            ereq.block_hashes = engine_hashes
         ereq.output_token_ids = None  # outputs are a function of the position: count only
         ereq.token_fn = partial(_outputs, w.id)
         self._tickets[w.id] = (ticket, req, rec)
@@ -295,7 +307,7 @@ class Simulation:
         self._sync_for_arrival(e)
         e.core.add_request(ereq)
         if self.ceiling is not None and ereq.block_hashes is not None:
-            self.ceiling.lookup_and_insert(ereq.block_hashes[:prompt_blocks], w.prompt_tokens, p.block_size)
+            self.ceiling.lookup_and_insert(_ints(ereq.block_hashes[:prompt_blocks]), w.prompt_tokens, p.block_size)
         if not e.busy:
             self._start_step(e, now)
 
@@ -385,8 +397,8 @@ class Simulation:
             if math.isnan(rec.first_token):
                 rec.first_token = r.first_token_time
             self._alive.discard(w.id)
-            if self.ceiling is not None and r.block_hashes:
+            if self.ceiling is not None and r.block_hashes is not None and len(r.block_hashes):
                 bs = self.cfg.profile.block_size
-                self.ceiling.insert(r.block_hashes[w.prompt_tokens // bs : r.num_tokens // bs])
+                self.ceiling.insert(_ints(r.block_hashes[w.prompt_tokens // bs : r.num_tokens // bs]))
             for child in self._children.pop(w.id, []):
                 self._push(now + child.think_time, _ARRIVE, child)
