@@ -129,8 +129,8 @@ class KVCacheManager:
         self.enable_caching = enable_caching
         s = nat.new_state(n)
         self._ref, self._key, self._nxt, self._prv = s["ref"], s["key"], s["nxt"], s["prv"]
-        self._tkey, self._tblk, self._meta = s["tkey"], s["tblk"], s["meta"]
-        self._shift = 64 - (self._tkey.shape[0].bit_length() - 1)
+        self._tab, self._meta = s["tab"], s["meta"]
+        self._shift = 64 - (self._tab.shape[0].bit_length() - 1)
         self._hits = np.empty(n, dtype=np.int32)
         self._evicted = np.empty(n, dtype=np.int64)
         self._stored = np.empty(n, dtype=np.bool_)
@@ -187,7 +187,7 @@ class KVCacheManager:
         if self.num_used_blocks:
             return False
         self._key.fill(0)
-        self._tkey.fill(0)
+        self._tab.fill(0)
         self._meta[nat.USED] = 0
         if self.record_events:
             self.events.append(AllBlocksCleared())
@@ -206,7 +206,7 @@ class KVCacheManager:
         if m <= 0:
             return self._no_hits
         out = self._hits
-        n = nat.lookup_prefix(self._tkey, self._tblk, self._key, request_keys(req, m), m, self._shift, out)
+        n = nat.lookup_prefix(self._tab, self._key, request_keys(req, m), m, self._shift, out)
         return out[:n].copy()
 
     def allocate_slots(self, req: EngineRequest, num_new_tokens: int, new_computed=None) -> bool:  # noqa: ANN001
@@ -276,7 +276,7 @@ class KVCacheManager:
             return
         keys = request_keys(req, upto)
         stored = self._stored
-        nat.cache_blocks(self._tkey, self._tblk, self._key, self._meta, req.blk, keys, start, upto, self._shift, stored)
+        nat.cache_blocks(self._tab, self._key, self._meta, req.blk, keys, start, upto, self._shift, stored)
         req.num_cached_blocks = upto
         if self.record_events:
             run = -1

@@ -8,10 +8,11 @@ under a microsecond. The state is plain arrays, owned by :class:`~rastos.engine.
 - ``ref`` (int32) and ``key`` (int64, the block's hash as 64 bits; 0 = none) per block;
 - the free queue as vLLM's doubly linked list (``nxt``/``prv`` over block ids, two sentinels
   ``HEAD = n`` and ``TAIL = n + 1``), so a revived block is unlinked in O(1) as in vLLM;
-- a hash → block index: open addressing with linear probing (``tkey``/``tblk``), entries never
-  deleted. ``(k, b)`` is valid while ``key[b] == k``: evicting a block (zeroing its key) makes
-  its entry stale at no cost; re-registering ``k`` finds its stale slot before any empty one,
-  so a key has one slot. Past a quarter full (stale slots count) the index is rebuilt.
+- a hash → block index: open addressing with linear probing over one int64 array ``tab``,
+  a slot holding ``(high 32 bits of the key) << 32 | block`` (0: empty; block 0 is never
+  registered), so a probe is one load and the key check one more (``key[b] == k``). Entries
+  are never deleted: one whose block was evicted or reused no longer passes the key check and
+  is skipped at no cost; past a quarter full (stale slots count) the index is rebuilt.
 - ``meta``: ``[free blocks, index slots used]``.
 """
 
@@ -42,8 +43,7 @@ def new_state(n: int) -> dict[str, np.ndarray]:
         "key": np.zeros(n, dtype=np.int64),
         "nxt": nxt,
         "prv": prv,
-        "tkey": np.zeros(1 << bits, dtype=np.int64),
-        "tblk": np.zeros(1 << bits, dtype=np.int32),
+        "tab": np.zeros(1 << bits, dtype=np.int64),
         "meta": np.array([n - 1, 0], dtype=np.int64),
     }
 
@@ -54,48 +54,45 @@ def _slot(k, shift):
 
 
 @njit(cache=True)
-def _lookup(tkey, tblk, key, k, shift, mask):
+def _lookup(tab, key, k, shift, mask):
+    tag = k >> 32
     s = _slot(k, shift)
     while True:
-        t = tkey[s]
-        if t == k:
-            b = tblk[s]
-            return b if key[b] == k else -1
+        t = tab[s]
         if t == 0:
             return -1
+        if (t >> 32) == tag:
+            b = t & 0xFFFFFFFF
+            if key[b] == k:
+                return b
         s = (s + 1) & mask
 
 
 @njit(cache=True)
-def _insert(tkey, tblk, meta, k, b, shift, mask):
+def _insert(tab, meta, k, b, shift, mask):
     s = _slot(k, shift)
-    while True:
-        t = tkey[s]
-        if t == 0 or t == k:
-            if t == 0:
-                meta[USED] += 1
-            tkey[s] = k
-            tblk[s] = b
-            return
+    while tab[s] != 0:
         s = (s + 1) & mask
+    tab[s] = ((k >> 32) << 32) | b
+    meta[USED] += 1
 
 
 @njit(cache=True)
-def _rebuild(tkey, tblk, key, meta, shift, mask):
-    tkey[:] = 0
+def _rebuild(tab, key, meta, shift, mask):
+    tab[:] = 0
     meta[USED] = 0
     for b in range(key.shape[0]):
         k = key[b]
         if k != 0:
-            _insert(tkey, tblk, meta, k, b, shift, mask)
+            _insert(tab, meta, k, b, shift, mask)
 
 
 @njit(cache=True)
-def lookup_prefix(tkey, tblk, key, qkeys, m, shift, out):
+def lookup_prefix(tab, key, qkeys, m, shift, out):
     """Write the blocks of the longest cached run ``qkeys[:m]`` into ``out``; return its length."""
-    mask = tkey.shape[0] - 1
+    mask = tab.shape[0] - 1
     for i in range(m):
-        b = _lookup(tkey, tblk, key, qkeys[i], shift, mask)
+        b = _lookup(tab, key, qkeys[i], shift, mask)
         if b < 0:
             return i
         out[i] = b
@@ -149,22 +146,22 @@ def alloc(ref, key, nxt, prv, meta, hits, n_hit, need, blk, nblk, evicted):
 
 
 @njit(cache=True)
-def cache_blocks(tkey, tblk, key, meta, blk, qkeys, start, upto, shift, stored):
+def cache_blocks(tab, key, meta, blk, qkeys, start, upto, shift, stored):
     """Register blocks ``[start, upto)`` (``blk[i]`` holds ``qkeys[i]``) unless their key is
     cached already (computed concurrently elsewhere: then the block stays unhashed).
     ``stored[i - start]`` says which were registered."""
-    mask = tkey.shape[0] - 1
+    mask = tab.shape[0] - 1
     for i in range(start, upto):
         k = qkeys[i]
-        if _lookup(tkey, tblk, key, k, shift, mask) >= 0:
+        if _lookup(tab, key, k, shift, mask) >= 0:
             stored[i - start] = False
             continue
         b = blk[i]
         key[b] = k
-        _insert(tkey, tblk, meta, k, b, shift, mask)
+        _insert(tab, meta, k, b, shift, mask)
         stored[i - start] = True
-    if meta[USED] * 4 > tkey.shape[0]:
-        _rebuild(tkey, tblk, key, meta, shift, mask)
+    if meta[USED] * 4 > tab.shape[0]:
+        _rebuild(tab, key, meta, shift, mask)
 
 
 @njit(cache=True)
