@@ -63,3 +63,91 @@ def test_matches_a_naive_model(inserts, query):
         if n:
             expect[ep] = n
     assert idx.match(query) == expect
+
+
+class _LRUModel:
+    """The index's contract in plain Python: an LRU per endpoint."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.lru: dict[int, list[int]] = {}
+
+    def insert(self, ep: int, hashes: list[int]) -> None:
+        lru = self.lru.setdefault(ep, [])
+        for h in hashes:
+            if h in lru:
+                lru.remove(h)
+            lru.append(h)
+        del lru[: max(0, len(lru) - self.cap)]
+
+    def remove(self, ep: int, hashes: list[int]) -> None:
+        lru = self.lru.get(ep, [])
+        for h in hashes:
+            if h in lru:
+                lru.remove(h)
+
+    def match(self, query: list[int]) -> dict[int, int]:
+        out = {}
+        for ep, lru in self.lru.items():
+            n = 0
+            while n < len(query) and query[n] in lru:
+                n += 1
+            if n:
+                out[ep] = n
+        return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["insert", "insert", "insert", "remove", "clear"]),
+            st.integers(0, 130),  # beyond 64 endpoints: bitmasks of several words
+            st.integers(0, 2**64 - 1),  # start of a run of hashes (any 64-bit value)
+            st.integers(1, 60),
+        ),
+        min_size=1,
+        max_size=120,
+    )
+)
+def test_growth_removal_and_wide_masks_match_the_model(ops):
+    """Many distinct hashes (the arrays grow several times), removals, clears and endpoints
+    past 64: lookups and sizes agree with a plain LRU model throughout."""
+    cap = 40
+    idx = PrefixIndex(cap)
+    model = _LRUModel(cap)
+    for i, (op, ep, start, n) in enumerate(ops):
+        hashes = [(start + 7 * j) % 2**64 for j in range(n)]
+        if op == "insert":
+            idx.insert(ep, hashes)
+            model.insert(ep, hashes)
+        elif op == "remove":
+            idx.remove(ep, hashes[: n // 2 + 1])
+            model.remove(ep, hashes[: n // 2 + 1])
+        else:
+            idx.clear(ep)
+            model.lru.pop(ep, None)
+        if i % 7 == 0 or i == len(ops) - 1:
+            for q in (hashes, hashes[: n // 3 + 1]):
+                assert idx.match(q) == model.match(q)
+            assert idx.size(ep) == len(model.lru.get(ep, []))
+    assert len(idx) == sum(len(v) for v in model.lru.values())
+
+
+def test_arrays_grow_then_everything_is_freed_and_reused():
+    """Fill well past the initial arrays (rows, nodes, table), free it all, fill again."""
+    idx = PrefixIndex(300)
+    model = _LRUModel(300)
+    for rnd in range(3):
+        for ep in range(12):
+            hashes = [rnd * 10**6 + ep * 1000 + j for j in range(400)]  # 100 evicted per endpoint
+            idx.insert(ep, hashes)
+            model.insert(ep, hashes)
+        for ep in range(0, 12, 3):
+            q = [rnd * 10**6 + ep * 1000 + j for j in range(100, 400)]
+            assert idx.match(q) == model.match(q)
+        assert len(idx) == 12 * 300
+        for ep in range(12):
+            idx.clear(ep)
+            model.lru.pop(ep, None)
+        assert len(idx) == 0 and idx.match([rnd * 10**6 + 150]) == {}
