@@ -110,6 +110,25 @@ def set_request_keys(req: EngineRequest, hashes: np.ndarray) -> None:
     req.num_hash_keys = keys.shape[0]
 
 
+_warm = False
+
+
+def _warm_up() -> None:
+    """Compile (or load from numba's cache) every kernel once, on a toy pool: a server is
+    ready only when its first request will not wait for the compiler."""
+    global _warm
+    _warm = True
+    kv = KVCacheManager(8, 2, record_events=True)
+    for rid in ("a", "b"):
+        r = EngineRequest(rid, [1, 2, 3, 4, 5], 2)
+        r.block_hashes = [11, 12]
+        hits = kv.get_computed_blocks(r)
+        kv.allocate_slots(r, r.num_tokens - len(hits) * 2, hits)
+        kv.append_block(r)
+        kv.free_request(r)
+    kv.free_blocks()
+
+
 class KVCacheManager:
     """Block pool plus per-request allocation, lookup and freeing."""
 
@@ -137,6 +156,8 @@ class KVCacheManager:
         self._no_hits = np.empty(0, dtype=np.int32)
         self.record_events = record_events
         self.events: list[KVEvent] = []
+        if not _warm:
+            _warm_up()
 
     # ----------------------------------------------------------------- pool-level state
     @property

@@ -38,11 +38,27 @@ def _bits(x: int) -> list[int]:
 
 def _keys(hashes: Sequence[int] | np.ndarray) -> np.ndarray:
     if isinstance(hashes, np.ndarray):
-        return hashes.astype(np.uint64, copy=False).view(np.int64)
+        return np.ascontiguousarray(hashes, dtype=np.uint64).view(np.int64)
     try:
         return np.array(hashes, dtype=np.uint64).view(np.int64)
     except OverflowError:
         return np.array([h & _M64 for h in hashes], dtype=np.uint64).view(np.int64)
+
+
+_warm = False
+
+
+def _warm_up() -> None:
+    """Compile (or load from numba's cache) every kernel once: a gateway is ready only when
+    its first decision will not wait for the compiler."""
+    global _warm
+    _warm = True
+    idx = PrefixIndex(2)
+    idx.insert(0, list(range(600)))  # past the initial arrays: the growth paths too
+    idx.insert(0, [1, 2, 3])
+    idx.match([2, 3])
+    idx.remove(0, [3])
+    idx.clear(0)
 
 
 class PrefixIndex:
@@ -67,6 +83,8 @@ class PrefixIndex:
         self._nodes = 0
         self._grow_rows(256)
         self._grow_nodes(256)
+        if not _warm:
+            _warm_up()
 
     # ------------------------------------------------------------------ storage
     def _grow_rows(self, n: int) -> None:
