@@ -137,8 +137,8 @@ def apply_decode_run(core: EngineCore, run: DecodeRun, k: int) -> StepOutput:
             needs.append((j, order, r))
             j += bs
     needs.sort()  # (step, running order) is unique: the request itself is never compared
-    for _, _, r in needs:
-        kv.append_block(r)
+    if needs:
+        kv.append_blocks([r for _, _, r in needs])
     out = StepOutput()
     max_len = core.max_model_len
     for r in running:

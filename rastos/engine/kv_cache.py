@@ -118,13 +118,14 @@ def _warm_up() -> None:
     ready only when its first request will not wait for the compiler."""
     global _warm
     _warm = True
-    kv = KVCacheManager(8, 2, record_events=True)
+    kv = KVCacheManager(16, 2, record_events=True)
     for rid in ("a", "b"):
         r = EngineRequest(rid, [1, 2, 3, 4, 5], 2)
         r.block_hashes = [11, 12]
         hits = kv.get_computed_blocks(r)
         kv.allocate_slots(r, r.num_tokens - len(hits) * 2, hits)
         kv.append_block(r)
+        kv.append_blocks([r, r])
         kv.free_request(r)
     kv.free_blocks()
 
@@ -153,6 +154,7 @@ class KVCacheManager:
         self._hits = np.empty(n, dtype=np.int32)
         self._evicted = np.empty(n, dtype=np.int64)
         self._stored = np.empty(n, dtype=np.bool_)
+        self._scratch = np.empty(n, dtype=np.int32)
         self._no_hits = np.empty(0, dtype=np.int32)
         self.record_events = record_events
         self.events: list[KVEvent] = []
@@ -262,6 +264,28 @@ class KVCacheManager:
             if upto > req.num_cached_blocks:
                 self._cache_full_blocks(req, upto)
         return True
+
+    def append_blocks(self, reqs: list[EngineRequest]) -> None:
+        """One more block for each of ``reqs`` (decoding), handed out in that order: popped
+        at once, as one pop per request would (nothing else touches the pool in between).
+        The caller checked the pool has them; each is registered once full."""
+        m = len(reqs)
+        if m == 1:
+            self.append_block(reqs[0])
+            return
+        got = self._scratch
+        n_ev = nat.alloc(self._ref, self._key, self._nxt, self._prv, self._meta, self._no_hits, 0, m, got, 0,
+                         self._evicted)  # fmt: skip
+        assert n_ev >= 0, "append_blocks on an exhausted pool"
+        if n_ev and self.record_events:
+            self.events.extend(BlockRemoved([_wire(k)]) for k in self._evicted[:n_ev].tolist())
+        for req, b in zip(reqs, got[:m].tolist()):
+            nblk = req.num_blocks
+            blk = req.blk
+            if blk is None or blk.shape[0] <= nblk:
+                blk = self._grow(req, nblk + 1)
+            blk[nblk] = b
+            req.num_blocks = nblk + 1
 
     def append_block(self, req: EngineRequest) -> None:
         """One more block for a decoding request; the caller checked the pool has one and

@@ -91,7 +91,7 @@ class PrefixCacheAffinityFilter(Filter):
         self, req: SchedRequest, fleet: FleetState, cands: np.ndarray, cycle: CycleState, now: float
     ) -> np.ndarray:
         p: _AffinityParams = self.params  # type: ignore[assignment]
-        if cands.size <= 1 or not req.block_hashes:
+        if cands.size <= 1 or not len(req.block_hashes):
             return cands
         score = prefix_match(cycle, p.producer, len(fleet))[cands] / len(req.block_hashes)
         sticky = score >= p.affinityThreshold

@@ -82,7 +82,7 @@ class ApproxPrefixCacheProducer(DataProducer, PreRequest):
         size = len(fleet)
         matched = np.zeros(size)
         hashes = req.block_hashes[: self.params.maxPrefixBlocksToMatch]  # type: ignore[attr-defined]
-        if hashes:
+        if len(hashes):
             nbytes = (size + 7) // 8
             for mask, n in self.index.match_runs(hashes, (1 << size) - 1):
                 if mask.bit_count() <= 8:
@@ -98,5 +98,5 @@ class ApproxPrefixCacheProducer(DataProducer, PreRequest):
 
     def pre_request(self, req: SchedRequest, result: SchedulingResult, fleet: FleetState, now: float) -> None:
         hashes = req.block_hashes[: self.params.maxPrefixBlocksToMatch]  # type: ignore[attr-defined]
-        if hashes:
+        if len(hashes):
             self.index.insert(result.endpoint, hashes)
