@@ -127,6 +127,10 @@ def _warm_up() -> None:
         kv.append_block(r)
         kv.append_blocks([r, r])
         kv.free_request(r)
+    r = EngineRequest("c", [7, 8, 9], 2)
+    r.block_hashes = [21]
+    kv.allocate_slots(r, 3)  # one full block: the decode path
+    kv.free_request(r)
     kv.free_blocks()
 
 
@@ -318,6 +322,14 @@ class KVCacheManager:
         assert hashes is not None
         upto = min(upto, len(hashes), req.num_blocks)
         if upto <= start:
+            return
+        if upto - start == 1:  # decoding: one block, its key straight from the hash
+            b = int(req.blk[start])  # type: ignore[index]
+            k = int(req.hash_keys[start]) if req.num_hash_keys > start else block_key(hashes[start])  # type: ignore[index]
+            ok = nat.cache_one(self._tab, self._key, self._meta, b, k, self._shift)
+            req.num_cached_blocks = upto
+            if ok and self.record_events:
+                self._emit_stored(req, start, upto)
             return
         keys = request_keys(req, upto)
         stored = self._stored

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["FREE", "USED", "alloc", "cache_blocks", "free_blocks", "lookup_prefix", "new_state", "queue_order"]
+__all__ = ["FREE", "USED", "alloc", "cache_blocks", "cache_one", "free_blocks", "lookup_prefix", "new_state", "queue_order"]
 
 FREE, USED = 0, 1
 _MULT = np.uint64(0x9E3779B97F4A7C15)
@@ -162,6 +162,20 @@ def cache_blocks(tab, key, meta, blk, qkeys, start, upto, shift, stored):
         stored[i - start] = True
     if meta[USED] * 4 > tab.shape[0]:
         _rebuild(tab, key, meta, shift, mask)
+
+
+@njit(cache=True)
+def cache_one(tab, key, meta, b, k, shift):
+    """:func:`cache_blocks` for one block ``b`` holding key ``k`` (decoding fills one at a
+    time); True if registered."""
+    mask = tab.shape[0] - 1
+    if _lookup(tab, key, k, shift, mask) >= 0:
+        return False
+    key[b] = k
+    _insert(tab, meta, k, b, shift, mask)
+    if meta[USED] * 4 > tab.shape[0]:
+        _rebuild(tab, key, meta, shift, mask)
+    return True
 
 
 @njit(cache=True)
