@@ -20,6 +20,7 @@ asked for, so the twin pays nothing for them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,7 +125,6 @@ def _warm_up() -> None:
         r.block_hashes = [11, 12]
         hits = kv.get_computed_blocks(r)
         kv.allocate_slots(r, r.num_tokens - len(hits) * 2, hits)
-        kv.append_block(r)
         kv.append_blocks([r, r])
         kv.free_request(r)
     r = EngineRequest("c", [7, 8, 9], 2)
@@ -236,7 +236,9 @@ class KVCacheManager:
         n = nat.lookup_prefix(self._tab, self._key, request_keys(req, m), m, self._shift, out)
         return out[:n].copy()
 
-    def allocate_slots(self, req: EngineRequest, num_new_tokens: int, new_computed=None) -> bool:  # noqa: ANN001
+    def allocate_slots(
+        self, req: EngineRequest, num_new_tokens: int, new_computed: Sequence[int] | np.ndarray | None = None
+    ) -> bool:
         """Give ``req`` room for ``num_new_tokens`` more tokens; False if the pool is short.
 
         ``new_computed`` are prefix-cache hits found by :meth:`get_computed_blocks` for a
@@ -254,12 +256,8 @@ class KVCacheManager:
             blk = req.blk
             if blk is None or blk.shape[0] < nblk + n_hit + need:
                 blk = self._grow(req, nblk + n_hit + need)
-            n_ev = nat.alloc(self._ref, self._key, self._nxt, self._prv, self._meta, hits, n_hit, need, blk, nblk,
-                             self._evicted)  # fmt: skip
-            if n_ev < 0:
+            if not self._alloc(hits, n_hit, need, blk, nblk):
                 return False
-            if n_ev and self.record_events:
-                self.events.extend(BlockRemoved([_wire(k)]) for k in self._evicted[:n_ev].tolist())
             req.num_blocks = nblk + n_hit + need
             if n_hit:
                 req.num_cached_blocks = nblk + n_hit
@@ -274,15 +272,9 @@ class KVCacheManager:
         at once, as one pop per request would (nothing else touches the pool in between).
         The caller checked the pool has them; each is registered once full."""
         m = len(reqs)
-        if m == 1:
-            self.append_block(reqs[0])
-            return
         got = self._scratch
-        n_ev = nat.alloc(self._ref, self._key, self._nxt, self._prv, self._meta, self._no_hits, 0, m, got, 0,
-                         self._evicted)  # fmt: skip
-        assert n_ev >= 0, "append_blocks on an exhausted pool"
-        if n_ev and self.record_events:
-            self.events.extend(BlockRemoved([_wire(k)]) for k in self._evicted[:n_ev].tolist())
+        ok = self._alloc(self._no_hits, 0, m, got, 0)
+        assert ok, "append_blocks on an exhausted pool"
         for req, b in zip(reqs, got[:m].tolist()):
             nblk = req.num_blocks
             blk = req.blk
@@ -291,19 +283,13 @@ class KVCacheManager:
             blk[nblk] = b
             req.num_blocks = nblk + 1
 
-    def append_block(self, req: EngineRequest) -> None:
-        """One more block for a decoding request; the caller checked the pool has one and
-        registers it once full (``_cache_full_blocks``)."""
-        nblk = req.num_blocks
-        blk = req.blk
-        if blk is None or blk.shape[0] <= nblk:
-            blk = self._grow(req, nblk + 1)
-        n_ev = nat.alloc(self._ref, self._key, self._nxt, self._prv, self._meta, self._no_hits, 0, 1, blk, nblk,
+    def _alloc(self, hits: np.ndarray, n_hit: int, need: int, blk: np.ndarray, nblk: int) -> bool:
+        """Revive ``hits`` and pop ``need`` blocks into ``blk[nblk:]``; False if short."""
+        n_ev = nat.alloc(self._ref, self._key, self._nxt, self._prv, self._meta, hits, n_hit, need, blk, nblk,
                          self._evicted)  # fmt: skip
-        assert n_ev >= 0, "append_block on an exhausted pool"
-        if n_ev and self.record_events:
-            self.events.append(BlockRemoved([_wire(int(self._evicted[0]))]))
-        req.num_blocks = nblk + 1
+        if n_ev > 0 and self.record_events:
+            self.events.extend(BlockRemoved([_wire(k)]) for k in self._evicted[:n_ev].tolist())
+        return n_ev >= 0
 
     @staticmethod
     def _grow(req: EngineRequest, n: int) -> np.ndarray:

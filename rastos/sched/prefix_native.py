@@ -32,7 +32,8 @@ def _slot(k, mask):
 
 
 @njit(cache=True)
-def _kfind(kslot, rkey, k):
+def _kpos(kslot, rkey, k):
+    """Slot holding ``k``'s row, or -1."""
     mask = kslot.shape[0] - 1
     s = _slot(k, mask)
     while True:
@@ -40,8 +41,14 @@ def _kfind(kslot, rkey, k):
         if r == -1:
             return -1
         if r >= 0 and rkey[r] == k:
-            return r
+            return s
         s = (s + 1) & mask
+
+
+@njit(cache=True)
+def _kfind(kslot, rkey, k):
+    s = _kpos(kslot, rkey, k)
+    return kslot[s] if s >= 0 else -1
 
 
 @njit(cache=True)
@@ -57,16 +64,9 @@ def _kinsert(kslot, meta, k, row):
 
 @njit(cache=True)
 def _kdelete(kslot, rkey, k):
-    mask = kslot.shape[0] - 1
-    s = _slot(k, mask)
-    while True:
-        r = kslot[s]
-        if r == -1:
-            return
-        if r >= 0 and rkey[r] == k:
-            kslot[s] = -2
-            return
-        s = (s + 1) & mask
+    s = _kpos(kslot, rkey, k)
+    if s >= 0:
+        kslot[s] = -2
 
 
 @njit(cache=True)
