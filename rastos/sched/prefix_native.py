@@ -118,10 +118,8 @@ def match(kslot, rkey, rmask, keys, cand, out_mask, out_n):
 
 
 @njit(cache=True)
-def _drop_node(nd, rhead, rmask, nrow, nep, nprev, nnext, nrnext, nfree, head, tail, size, meta):
-    """Unlink node ``nd`` from its endpoint's LRU and its row; return the row if it became
-    empty (the caller frees it), else -1."""
-    ep = nep[nd]
+def _unlink(nd, ep, nprev, nnext, head, tail):
+    """Take node ``nd`` out of ``ep``'s LRU list."""
     p = nprev[nd]
     q = nnext[nd]
     if p >= 0:
@@ -132,6 +130,23 @@ def _drop_node(nd, rhead, rmask, nrow, nep, nprev, nnext, nrnext, nfree, head, t
         nprev[q] = p
     else:
         tail[ep] = p
+
+
+@njit(cache=True)
+def _node_of(r, ep, rhead, nep, nrnext):
+    """``ep``'s node for row ``r``, or -1 (a row's list is as long as its holders: short)."""
+    nd = rhead[r]
+    while nd >= 0 and nep[nd] != ep:
+        nd = nrnext[nd]
+    return nd
+
+
+@njit(cache=True)
+def _drop_node(nd, rhead, rmask, nrow, nep, nprev, nnext, nrnext, nfree, head, tail, size, meta):
+    """Unlink node ``nd`` from its endpoint's LRU and its row; return the row if it became
+    empty (the caller frees it), else -1."""
+    ep = nep[nd]
+    _unlink(nd, ep, nprev, nnext, head, tail)
     size[ep] -= 1
     r = nrow[nd]
     x = rhead[r]
@@ -183,19 +198,11 @@ def insert(ep, keys, kslot, rkey, rmask, rhead, ralive, rfree, nrow, nep, nprev,
             rhead[r] = -1
             ralive[r] = True
             _kinsert(kslot, meta, k, r)
-        nd = rhead[r]
-        while nd >= 0 and nep[nd] != ep:
-            nd = nrnext[nd]
+        nd = _node_of(r, ep, rhead, nep, nrnext)
         if nd >= 0:
             if tail[ep] == nd:
                 continue
-            p = nprev[nd]
-            q = nnext[nd]
-            if p >= 0:
-                nnext[p] = q
-            else:
-                head[ep] = q
-            nprev[q] = p
+            _unlink(nd, ep, nprev, nnext, head, tail)  # touched: to the back
         else:
             meta[NFREE] -= 1
             nd = nfree[meta[NFREE]]
@@ -225,9 +232,7 @@ def remove(ep, keys, kslot, rkey, rmask, rhead, ralive, rfree, nrow, nep, nprev,
         r = _kfind(kslot, rkey, keys[i])
         if r < 0:
             continue
-        nd = rhead[r]
-        while nd >= 0 and nep[nd] != ep:
-            nd = nrnext[nd]
+        nd = _node_of(r, ep, rhead, nep, nrnext)
         if nd < 0:
             continue
         if _drop_node(nd, rhead, rmask, nrow, nep, nprev, nnext, nrnext, nfree, head, tail, size, meta) >= 0:
