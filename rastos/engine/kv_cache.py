@@ -76,6 +76,15 @@ class AllBlocksCleared:
 KVEvent = BlockStored | BlockRemoved | AllBlocksCleared
 
 
+def _keys_of(hashes: np.ndarray) -> np.ndarray:
+    """:func:`block_key` of a uint64 array: an int64 view, copied only if a 0 must become 1."""
+    keys = hashes.view(np.int64)
+    if not keys.all():
+        keys = keys.copy()
+        keys[keys == 0] = 1
+    return keys
+
+
 def request_keys(req: EngineRequest, n: int) -> np.ndarray:
     """The first ``n`` block keys of ``req`` (int64), kept on the request and extended as its
     hash list grows (amortised: a decoding request adds one key at a time)."""
@@ -85,8 +94,7 @@ def request_keys(req: EngineRequest, n: int) -> np.ndarray:
         assert hashes is not None
         new = hashes[have:]
         if have == 0 and new and isinstance(new[0], int):
-            arr = np.array(new, dtype=np.uint64).view(np.int64)
-            arr[arr == 0] = 1
+            arr = _keys_of(np.array(new, dtype=np.uint64))
         else:
             arr = req.hash_keys
             if arr is None or arr.shape[0] < len(hashes):
@@ -102,10 +110,7 @@ def request_keys(req: EngineRequest, n: int) -> np.ndarray:
 
 def set_request_keys(req: EngineRequest, hashes: np.ndarray) -> None:
     """Give ``req`` its block hashes as a uint64 array, keys and all (no list of ints)."""
-    keys = hashes.view(np.int64)
-    if not keys.all():
-        keys = keys.copy()
-        keys[keys == 0] = 1
+    keys = _keys_of(hashes)
     req.block_hashes = hashes  # type: ignore[assignment]
     req.hash_keys = keys
     req.num_hash_keys = keys.shape[0]

@@ -146,28 +146,9 @@ def alloc(ref, key, nxt, prv, meta, hits, n_hit, need, blk, nblk, evicted):
 
 
 @njit(cache=True)
-def cache_blocks(tab, key, meta, blk, qkeys, start, upto, shift, stored):
-    """Register blocks ``[start, upto)`` (``blk[i]`` holds ``qkeys[i]``) unless their key is
-    cached already (computed concurrently elsewhere: then the block stays unhashed).
-    ``stored[i - start]`` says which were registered."""
-    mask = tab.shape[0] - 1
-    for i in range(start, upto):
-        k = qkeys[i]
-        if _lookup(tab, key, k, shift, mask) >= 0:
-            stored[i - start] = False
-            continue
-        b = blk[i]
-        key[b] = k
-        _insert(tab, meta, k, b, shift, mask)
-        stored[i - start] = True
-    if meta[USED] * 4 > tab.shape[0]:
-        _rebuild(tab, key, meta, shift, mask)
-
-
-@njit(cache=True)
 def cache_one(tab, key, meta, b, k, shift):
-    """:func:`cache_blocks` for one block ``b`` holding key ``k`` (decoding fills one at a
-    time); True if registered."""
+    """Register block ``b`` as holding key ``k`` unless ``k`` is cached already (computed
+    concurrently elsewhere: then the block stays unhashed); True if registered."""
     mask = tab.shape[0] - 1
     if _lookup(tab, key, k, shift, mask) >= 0:
         return False
@@ -176,6 +157,14 @@ def cache_one(tab, key, meta, b, k, shift):
     if meta[USED] * 4 > tab.shape[0]:
         _rebuild(tab, key, meta, shift, mask)
     return True
+
+
+@njit(cache=True)
+def cache_blocks(tab, key, meta, blk, qkeys, start, upto, shift, stored):
+    """:func:`cache_one` for blocks ``[start, upto)`` (``blk[i]`` holds ``qkeys[i]``);
+    ``stored[i - start]`` says which were registered."""
+    for i in range(start, upto):
+        stored[i - start] = cache_one(tab, key, meta, blk[i], qkeys[i], shift)
 
 
 @njit(cache=True)

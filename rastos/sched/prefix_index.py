@@ -45,6 +45,12 @@ def _keys(hashes: Sequence[int] | np.ndarray) -> np.ndarray:
         return np.array([h & _M64 for h in hashes], dtype=np.uint64).view(np.int64)
 
 
+def _ext(a: np.ndarray, n: int, fill: int | bool) -> np.ndarray:
+    """``a`` grown to ``n`` rows, the new ones set to ``fill``."""
+    new = np.full((n - a.shape[0], *a.shape[1:]), fill, dtype=a.dtype)
+    return np.concatenate((a, new))
+
+
 _warm = False
 
 
@@ -71,7 +77,6 @@ class PrefixIndex:
         self.lookups = 0
         self.hit_blocks = 0
         self.query_blocks = 0
-        self._eps = 0  # endpoints known
         self._ecap = 64
         self._meta = np.zeros(3, dtype=np.int64)
         self.head = np.full(64, -1, dtype=np.int32)
@@ -79,8 +84,11 @@ class PrefixIndex:
         self.sizes = np.zeros(64, dtype=np.int64)
         self.caps = np.full(64, default_capacity, dtype=np.int64)
         self.kslot = np.full(1024, -1, dtype=np.int32)
-        self._rows = 0
-        self._nodes = 0
+        i32 = np.zeros(0, dtype=np.int32)
+        self.rkey = np.zeros(0, dtype=np.int64)
+        self.rmask = np.zeros((0, 1), dtype=np.uint64)
+        self.rhead, self.ralive, self.rfree = i32, np.zeros(0, dtype=np.bool_), i32
+        self.nrow = self.nep = self.nprev = self.nnext = self.nrnext = self.nfree = i32
         self._grow_rows(256)
         self._grow_nodes(256)
         if not _warm:
@@ -88,59 +96,43 @@ class PrefixIndex:
 
     # ------------------------------------------------------------------ storage
     def _grow_rows(self, n: int) -> None:
-        old = self._rows
-        w = self._ecap // 64
-        if old:
-            self.rkey = np.concatenate((self.rkey, np.zeros(n - old, dtype=np.int64)))
-            self.rmask = np.concatenate((self.rmask, np.zeros((n - old, w), dtype=np.uint64)))
-            self.rhead = np.concatenate((self.rhead, np.full(n - old, -1, dtype=np.int32)))
-            self.ralive = np.concatenate((self.ralive, np.zeros(n - old, dtype=np.bool_)))
-            free = self.rfree[: self._meta[nat.RFREE]]
-        else:
-            self.rkey = np.zeros(n, dtype=np.int64)
-            self.rmask = np.zeros((n, w), dtype=np.uint64)
-            self.rhead = np.full(n, -1, dtype=np.int32)
-            self.ralive = np.zeros(n, dtype=np.bool_)
-            free = np.zeros(0, dtype=np.int32)
-        self.rfree = self._stack(n, old, free)
-        self._meta[nat.RFREE] = n - old + free.shape[0]
-        self._rows = n
-
-    @staticmethod
-    def _stack(n: int, old: int, free: np.ndarray) -> np.ndarray:
-        """A free stack with room for all ``n`` (popped from the top: lowest new index first)."""
-        stack = np.empty(n, dtype=np.int32)
-        stack[: n - old] = np.arange(n - 1, old - 1, -1, dtype=np.int32)
-        stack[n - old : n - old + free.shape[0]] = free
-        return stack
+        old = self.rkey.shape[0]
+        self.rkey = _ext(self.rkey, n, 0)
+        self.rmask = _ext(self.rmask, n, 0)
+        self.rhead = _ext(self.rhead, n, -1)
+        self.ralive = _ext(self.ralive, n, False)
+        self.rfree = self._grow_stack(self.rfree, nat.RFREE, old, n)
 
     def _grow_nodes(self, n: int) -> None:
-        old = self._nodes
+        old = self.nrow.shape[0]
+        self.nrow = _ext(self.nrow, n, 0)
+        self.nep = _ext(self.nep, n, -1)
+        self.nprev = _ext(self.nprev, n, -1)
+        self.nnext = _ext(self.nnext, n, -1)
+        self.nrnext = _ext(self.nrnext, n, -1)
+        self.nfree = self._grow_stack(self.nfree, nat.NFREE, old, n)
 
-        def ext(a: np.ndarray | None, fill: int) -> np.ndarray:
-            new = np.full(n - old, fill, dtype=np.int32)
-            return new if a is None else np.concatenate((a, new))
-
-        first = old == 0
-        self.nrow = ext(None if first else self.nrow, 0)
-        self.nep = ext(None if first else self.nep, -1)
-        self.nprev = ext(None if first else self.nprev, -1)
-        self.nnext = ext(None if first else self.nnext, -1)
-        self.nrnext = ext(None if first else self.nrnext, -1)
-        free = np.zeros(0, dtype=np.int32) if first else self.nfree[: self._meta[nat.NFREE]]
-        self.nfree = self._stack(n, old, free)
-        self._meta[nat.NFREE] = n - old + free.shape[0]
-        self._nodes = n
+    def _grow_stack(self, stack: np.ndarray, count: int, old: int, n: int) -> np.ndarray:
+        """The free stack ``meta[count]`` deep, with room for all ``n`` items and the new ones
+        ``old..n-1`` pushed under the free ones (popped from the top: freed first, then the
+        lowest new index)."""
+        free = stack[: self._meta[count]]
+        grown = np.empty(n, dtype=np.int32)
+        grown[: n - old] = np.arange(n - 1, old - 1, -1, dtype=np.int32)
+        grown[n - old : n - old + free.shape[0]] = free
+        self._meta[count] = n - old + free.shape[0]
+        return grown
 
     def _room(self, n: int) -> None:
         """Make room for ``n`` more rows and nodes, the hash table staying under half full."""
         meta = self._meta
+        rows, nodes = self.rkey.shape[0], self.nrow.shape[0]
         if meta[nat.RFREE] < n:
-            self._grow_rows(max(2 * self._rows, self._rows + n))
+            self._grow_rows(max(2 * rows, rows + n))
         if meta[nat.NFREE] < n:
-            self._grow_nodes(max(2 * self._nodes, self._nodes + n))
+            self._grow_nodes(max(2 * nodes, nodes + n))
         if 2 * (meta[nat.K_USED] + n) > self.kslot.shape[0]:
-            live = self._rows - int(meta[nat.RFREE])
+            live = self.rkey.shape[0] - int(meta[nat.RFREE])
             size = self.kslot.shape[0]
             while size < 4 * (live + n):
                 size *= 2
@@ -152,17 +144,14 @@ class PrefixIndex:
             ecap = self._ecap
             while ecap <= ep:
                 ecap *= 2
-            grow = ecap - self._ecap
-            self.head = np.concatenate((self.head, np.full(grow, -1, dtype=np.int32)))
-            self.tail = np.concatenate((self.tail, np.full(grow, -1, dtype=np.int32)))
-            self.sizes = np.concatenate((self.sizes, np.zeros(grow, dtype=np.int64)))
-            self.caps = np.concatenate((self.caps, np.full(grow, self.default_capacity, dtype=np.int64)))
-            mask = np.zeros((self._rows, ecap // 64), dtype=np.uint64)
+            self.head = _ext(self.head, ecap, -1)
+            self.tail = _ext(self.tail, ecap, -1)
+            self.sizes = _ext(self.sizes, ecap, 0)
+            self.caps = _ext(self.caps, ecap, self.default_capacity)
+            mask = np.zeros((self.rmask.shape[0], ecap // 64), dtype=np.uint64)
             mask[:, : self.rmask.shape[1]] = self.rmask
             self.rmask = mask
             self._ecap = ecap
-        if ep >= self._eps:
-            self._eps = ep + 1
 
     def _state(self) -> tuple:
         return (self.kslot, self.rkey, self.rmask, self.rhead, self.ralive, self.rfree, self.nrow, self.nep,
@@ -221,13 +210,13 @@ class PrefixIndex:
 
     def remove(self, ep: int, hashes: Sequence[int]) -> None:
         """Forget specific blocks on an endpoint (precise mode: a ``BlockRemoved`` event)."""
-        if ep >= self._eps or not len(hashes):
+        if ep >= self._ecap or not len(hashes):
             return
         nat.remove(ep, _keys(hashes), *self._state(), self._meta)
 
     def clear(self, ep: int) -> None:
         """Forget everything about one endpoint (it restarted or left)."""
-        if ep >= self._eps:
+        if ep >= self._ecap:
             return
         saved = int(self.caps[ep])
         self.caps[ep] = 0
