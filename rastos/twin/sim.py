@@ -251,7 +251,7 @@ class Simulation:
         elif engine_hashes is not None and self._router_stride and w.lora is None:
             k = self._router_stride
             router_hashes = engine_hashes[k - 1 : min(k * 2048, prompt_blocks) : k]
-            if isinstance(router_hashes, np.ndarray):  # the prefix index takes the array as is
+            if isinstance(router_hashes, np.ndarray):  # one contiguous copy: the prefix index uses it as is
                 router_hashes = np.ascontiguousarray(router_hashes)
         else:
             router_hashes = prefix_hashes(prompt, self.block_tokens, 2048)
